@@ -1,0 +1,55 @@
+# directservice-operator: every target sets up what it needs (venv, Python deps, tool binaries).
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# Tool binaries are built once and cached outside the clone, keyed by version.
+export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
+
+.PHONY: help venv tools test test-unit test-integration test-e2e lint fmt demo bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create the virtualenv with runtime and dev dependencies
+
+tools: venv ## Build or reuse etcd, kube-apiserver, kubectl, CoreDNS and helm (cached by version)
+	$(PY) -m directservice.devenv.tools ensure
+
+test: tools ## Run every test tier (unit, integration, e2e) against a real control plane
+	$(PY) -m pytest
+
+test-unit: venv ## Run only the unit tier (no cluster)
+	$(PY) -m pytest -m unit
+
+test-integration: tools ## Run the integration tier (real kube-apiserver + etcd)
+	$(PY) -m pytest -m integration
+
+test-e2e: tools ## Run the end-to-end tier (operator + CoreDNS)
+	$(PY) -m pytest -m e2e
+
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+fmt: venv ## Format and autofix with ruff
+	$(VENV)/bin/ruff format operator tests
+	$(VENV)/bin/ruff check --fix operator tests
+
+demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show the DNS answers (DEMO_ARGS=--exit-after-print)
+	$(PY) -m directservice.devenv.demo $(DEMO_ARGS)
+
+bench: tools ## Benchmarks against the real control plane; writes docs/benchmarks.md
+	$(PY) -m directservice.bench $(BENCH_ARGS)
+
+clean: ## Remove the virtualenv and caches in the clone (the tool cache stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

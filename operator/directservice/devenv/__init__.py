@@ -1,0 +1,1 @@
+"""Local development environment: tool binaries, a real control plane and CoreDNS."""

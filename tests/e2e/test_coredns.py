@@ -1,0 +1,100 @@
+"""CoreDNS serves a selector-less headless Service from EndpointSlices we write ourselves,
+which is exactly what the operator publishes. The addresses are never contacted."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from directservice.devenv.controlplane import ControlPlane
+from directservice.devenv.coredns import CoreDNS
+
+pytestmark = pytest.mark.e2e
+
+PORT = 8080
+
+
+def _objects(namespace: str) -> dict[str, Any]:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "clusterIP": "None",
+            "ports": [{"name": "http", "port": PORT, "protocol": "TCP"}],
+        },
+    }
+    endpoints = [
+        {"addresses": [ip], "conditions": {"ready": ready}}
+        for ip, ready in (("10.1.0.1", True), ("10.1.0.2", True), ("10.1.0.3", False))
+    ]
+    endpoint_slice = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-v4",
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": "web",
+                "endpointslice.kubernetes.io/managed-by": "directservice.io",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": PORT, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }
+    return {"apiVersion": "v1", "kind": "List", "items": [service, endpoint_slice]}
+
+
+def _ask(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype)
+    return dns.query.udp(query, server.host, port=server.port, timeout=2)
+
+
+def _eventually(
+    server: CoreDNS, name: str, rdtype: str, timeout: float = 10
+) -> dns.message.Message:
+    """CoreDNS learns of new objects through a watch; poll until it answers NOERROR."""
+    deadline = time.monotonic() + 10
+    while True:
+        reply = _ask(server, name, rdtype)
+        if (reply.rcode() == dns.rcode.NOERROR and reply.answer) or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.1)
+
+
+def test_headless_service_from_endpointslice(
+    control_plane: ControlPlane, coredns: CoreDNS, namespace: str
+) -> None:
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_objects(namespace)))
+    fqdn = f"web.{namespace}.svc.cluster.local."
+
+    a_reply = _eventually(coredns, fqdn, "A")
+    assert a_reply.rcode() == dns.rcode.NOERROR
+    (a_set,) = [r for r in a_reply.answer if r.rdtype == dns.rdatatype.A]
+    assert {r.address for r in a_set} == {"10.1.0.1", "10.1.0.2"}  # not-ready .3 is left out
+    assert a_set.ttl == coredns.ttl == 5
+
+    srv_reply = _eventually(coredns, f"_http._tcp.{fqdn}", "SRV")
+    (srv_set,) = [r for r in srv_reply.answer if r.rdtype == dns.rdatatype.SRV]
+    assert {r.port for r in srv_set} == {PORT}
+    targets = {r.target.to_text() for r in srv_set}
+    assert targets == {f"10-1-0-1.{fqdn}", f"10-1-0-2.{fqdn}"}
+    glue = {
+        rrset.name.to_text(): {r.address for r in rrset}
+        for rrset in srv_reply.additional
+        if rrset.rdtype == dns.rdatatype.A
+    }
+    assert glue == {f"10-1-0-1.{fqdn}": {"10.1.0.1"}, f"10-1-0-2.{fqdn}": {"10.1.0.2"}}
+
+
+def test_unknown_service_is_nxdomain(coredns: CoreDNS, namespace: str) -> None:
+    reply = _ask(coredns, f"nothing.{namespace}.svc.cluster.local.", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN

@@ -1,0 +1,76 @@
+"""`directservice emulate`: argument parsing and a real run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from directservice.emulator import main
+from directservice.emulator.cli import build_parser
+
+pytestmark = pytest.mark.unit
+
+OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
+
+
+def test_parser_defaults_and_options() -> None:
+    defaults = build_parser().parse_args([])
+    assert (defaults.config, defaults.host, defaults.port) == (None, "127.0.0.1", 8080)
+    assert defaults.log_requests is False
+    args = build_parser().parse_args(
+        ["--config", "c.yaml", "--host", "0.0.0.0", "--port", "0", "--log-requests"]
+    )
+    assert (args.config, args.host, args.port, args.log_requests) == ("c.yaml", "0.0.0.0", 0, True)
+
+
+def test_bad_arguments_exit_2() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--port", "eighty"])
+    assert exited.value.code == 2
+
+
+def test_unreadable_or_invalid_config_returns_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("services: {s: {instances: 3}}\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "must be a list" in capsys.readouterr().err
+
+
+def test_runs_until_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"services": {"s": {"instances": [{"ip": "10.0.0.1", "port": 80}]}}}')
+    code = "import sys; from directservice.emulator import main; sys.exit(main())"
+    env = {**os.environ, "PYTHONPATH": str(OPERATOR_ROOT)}
+    argv = ["--config", str(config), "--port", "0", "--log-requests"]
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split()[-1]
+            assert url.startswith("http://127.0.0.1:")
+            with requests.Session() as http:
+                http.trust_env = False
+                path = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/s"
+                items = http.get(url + path, timeout=5).json()["endpoints"]["items"]
+            assert items == [{"app": "s", "ip": "10.0.0.1", "port": 80, "weight": 100}]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.stderr is not None
+        assert f"GET {path} -> 200" in proc.stderr.read()
