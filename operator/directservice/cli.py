@@ -7,27 +7,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from directservice import __version__
+from directservice.config import OperatorConfig, parse_rate_budget
+from directservice.model import DiscoveryError
+from directservice.spec import parse_duration
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_DISCOVERY = 3
+
+
+def _operator_config(args: argparse.Namespace) -> OperatorConfig:
+    budgets = dict(parse_rate_budget(text) for text in args.rate_budget)
+    return OperatorConfig(
+        min_poll_interval=parse_duration(args.min_poll_interval, "--min-poll-interval"),
+        allowed_hosts=tuple(args.allowed_host),
+        rate_budgets=budgets,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
     import directservice.handlers  # noqa: F401  (registers the handlers)
+    from directservice import logs, metrics
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    memo = kopf.Memo(standalone=not args.peering, peering_name=args.peering or "")
+    config = _operator_config(args)
+    logs.configure(args.log_level, args.log_format)
+    if args.metrics_address:
+        metrics.serve(args.metrics_address)
+    memo = kopf.Memo(standalone=not args.peering, peering_name=args.peering or "", config=config)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
@@ -38,6 +51,23 @@ def _run(args: argparse.Namespace) -> int:
             memo=memo,
         )
     )
+    return EXIT_OK
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from directservice import offline
+
+    _obj, spec = offline.load_directservice(args.file)
+    discovery = offline.discover(spec)
+    print(offline.discovery_table(discovery))
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    from directservice import offline
+
+    obj, spec = offline.load_directservice(args.file)
+    print(offline.render_objects(obj, spec, offline.discover(spec)), end="")
     return EXIT_OK
 
 
@@ -63,6 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="text", choices=["text", "json"])
+    run.add_argument(
+        "--metrics-address",
+        default="0.0.0.0:9090",
+        help="HOST:PORT for Prometheus /metrics; empty disables",
+    )
+    run.add_argument(
+        "--min-poll-interval",
+        default="1s",
+        help="floor for every DirectService's pollInterval (protects discovery quotas)",
+    )
+    run.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="discovery host glob a DirectService may point at (repeatable; default: any)",
+    )
+    run.add_argument(
+        "--rate-budget",
+        action="append",
+        default=[],
+        help="PROVIDER=CALLS_PER_MINUTE shared per credential, e.g. modelArts=20 (repeatable)",
+    )
     run.add_argument(
         "--peering",
         default="",
@@ -73,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL served by the operator",
     )
+
+    discover = sub.add_parser(
+        "discover",
+        help="run a DirectService's discovery once, no cluster: what would be published/dropped",
+    )
+    discover.add_argument("-f", "--file", required=True, help="DirectService YAML ('-': stdin)")
+    render = sub.add_parser(
+        "render", help="print the Service and EndpointSlices the operator would write, no cluster"
+    )
+    render.add_argument("-f", "--file", required=True, help="DirectService YAML ('-': stdin)")
 
     sub.add_parser(
         "emulate", help="run the discovery emulator (see: directservice emulate -h)", add_help=False
@@ -93,8 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "run":
             return _run(args)
+        if args.command == "discover":
+            return _discover(args)
+        if args.command == "render":
+            return _render(args)
     except KeyboardInterrupt:
         return EXIT_OK
+    except DiscoveryError as exc:
+        print(f"directservice: discovery failed: {exc.reason}: {exc.message}", file=sys.stderr)
+        return EXIT_DISCOVERY
     except Exception as exc:  # one line for the user, never a traceback
         print(f"directservice: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from directservice.config import OperatorConfig
 from directservice.httpclient import HttpClient
 from directservice.kube import KubeWriter
 from directservice.model import PublishedSlice
@@ -108,6 +109,7 @@ async def poll(
         writer=memo.writer,
         http=memo.http,
         view=IndexView(kwargs["dsvc_slices"], kwargs["dsvc_services"]),
+        config=memo.get("config") or OperatorConfig(),
     )
     memo.reconciler = reconciler
     await reconciler.run(lambda: body, stopped)

@@ -13,13 +13,13 @@ import datetime
 import json
 import logging
 import socket
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from directservice.metrics import API_WRITES
 from directservice.render import (
     GROUP,
     KIND,
@@ -64,14 +64,13 @@ class KubeWriter:
         self._core = client.CoreV1Api(api_client)
         self._discovery = client.DiscoveryV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self.writes: Counter[tuple[str, str]] = Counter()
         self._instance = socket.gethostname()
 
     async def _call(
         self, kind: str, verb: str, what: str, fn: Any, *args: Any, **kw: Any
     ) -> dict[str, Any]:
         """One write in a worker thread; returns the object the API server answered with."""
-        self.writes[(kind, verb)] += 1
+        API_WRITES.labels(kind, verb).inc()
         try:
             resp = await asyncio.to_thread(fn, *args, _preload_content=False, **kw)
         except ApiException as exc:

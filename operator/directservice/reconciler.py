@@ -11,12 +11,16 @@ import asyncio
 import datetime
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from directservice import metrics
+from directservice.config import OperatorConfig
 from directservice.httpclient import HttpClient
 from directservice.kube import KubeWriter, WriteError
+from directservice.logs import ObjectLogger
 from directservice.model import Discovery, DiscoveryError, PublishedSlice, SlicePlan
 from directservice.planner import desired_endpoints, plan_slices
 from directservice.providers import Provider, provider_for
@@ -71,6 +75,7 @@ class Reconciler:
     writer: KubeWriter
     http: HttpClient
     view: ClusterView
+    config: OperatorConfig = field(default_factory=OperatorConfig)
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0
     _spec_source: Mapping[str, Any] | None = None
@@ -81,16 +86,22 @@ class Reconciler:
     _service_written: ServiceShape | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def __post_init__(self) -> None:
+        self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
+
     # -- the loop ----------------------------------------------------------------
 
     async def run(self, get_body: Callable[[], Mapping[str, Any]], stopped: Any) -> None:
         """Poll until `stopped` (kopf's daemon flag). A spec change sets `wake`."""
-        first = get_body()
-        interval = self._interval_of(first)
-        await self._sleep(self.rng.uniform(0, interval), stopped)  # spread the fleet
-        while not stopped:
-            delay = await self.poll_once(get_body())
-            await self._sleep(delay, stopped)
+        metrics.track(self.owner.namespace, self.owner.name)
+        try:
+            interval = self._interval_of(get_body())
+            await self._sleep(self.rng.uniform(0, interval), stopped)  # spread the fleet
+            while not stopped:
+                delay = await self.poll_once(get_body())
+                await self._sleep(delay, stopped)
+        finally:
+            metrics.forget(self.owner.namespace, self.owner.name)
 
     async def _sleep(self, delay: float, stopped: Any) -> None:
         self.wake.clear()
@@ -106,9 +117,12 @@ class Reconciler:
 
     def _interval_of(self, body: Mapping[str, Any]) -> float:
         try:
-            return float(self._parse(body).poll_interval)
+            return self.interval(self._parse(body))
         except SpecError:
             return 5.0
+
+    def interval(self, spec: DirectServiceSpec) -> float:
+        return max(float(spec.poll_interval), self.config.min_poll_interval)
 
     def _parse(self, body: Mapping[str, Any]) -> DirectServiceSpec:
         source = body.get("spec") or {}
@@ -144,28 +158,30 @@ class Reconciler:
         await self._report(body, result)
         if result.failure_reason or result.blocked_reason:
             self.failures += 1
-            return backoff_delay(spec.poll_interval, self.failures, self.rng)
+            return backoff_delay(self.interval(spec), self.failures, self.rng)
         self.failures = 0
-        return spec.poll_interval * self.rng.uniform(0.95, 1.05)
+        return self.interval(spec) * self.rng.uniform(0.95, 1.05)
 
     async def _sync(self, spec: DirectServiceSpec, generation: int) -> PollResult:
         assert self._provider is not None
         kind = spec.provider_kind
+        started = time.monotonic()
         try:
-            discovery = await self._provider.discover(self.http)
+            discovery = await self._discover(spec)
         except DiscoveryError as exc:
-            log.info(
-                "%s/%s: discovery failed: %s", self.owner.namespace, self.owner.name, exc.reason
-            )
+            metrics.DISCOVERY_REQUESTS.labels(kind, exc.reason).inc()
+            metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+            level = logging.INFO if self.failures == 0 else logging.DEBUG  # once per outage
+            self.log.log(level, "discovery failed: %s: %s", exc.reason, exc.message)
             return PollResult(
                 generation, kind, utc_now(), failure_reason=exc.reason, failure_message=exc.message
             )
+        metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
+        metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
         try:
             writes = await self._publish(spec, discovery)
         except WriteError as exc:
-            log.warning(
-                "%s/%s: publishing failed: %s", self.owner.namespace, self.owner.name, exc.message
-            )
+            self.log.warning("publishing failed: %s", exc.message)
             return PollResult(
                 generation,
                 kind,
@@ -174,6 +190,20 @@ class Reconciler:
                 blocked_message=exc.message,
             )
         ready = sum(1 for inst in discovery.instances if inst.serving)
+        metrics.record_success(
+            self.owner.namespace,
+            self.owner.name,
+            ready,
+            len(discovery.instances),
+            len(discovery.dropped),
+        )
+        if writes:
+            self.log.info(
+                "published %d endpoints (%d ready) in %d writes",
+                len(discovery.instances),
+                ready,
+                writes,
+            )
         return PollResult(
             generation,
             kind,
@@ -184,6 +214,16 @@ class Reconciler:
             dropped=len(discovery.dropped),
             dropped_names=tuple(f"{d.entry} ({d.reason})" for d in discovery.dropped[:10]),
         )
+
+    async def _discover(self, spec: DirectServiceSpec) -> Discovery:
+        assert self._provider is not None
+        url = getattr(spec.provider, "endpoint", None) or getattr(spec.provider, "url", None)
+        if url and not self.config.host_allowed(str(url)):
+            raise DiscoveryError(
+                "HostNotAllowed",
+                f"discovery host of {url} is not in the operator's allowed hosts",
+            )
+        return await self._provider.discover(self.http)
 
     # -- apply ---------------------------------------------------------------------
 
@@ -272,12 +312,7 @@ class Reconciler:
             try:
                 await self.writer.patch_status(self.owner, new)
             except WriteError as exc:
-                log.warning(
-                    "%s/%s: status not written: %s",
-                    self.owner.namespace,
-                    self.owner.name,
-                    exc.message,
-                )
+                self.log.warning("status not written: %s", exc.message)
                 return
         self._status = new
         for event in events:

@@ -27,6 +27,7 @@ class OperatorProcess:
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.liveness_port = free_port()
+        self.metrics_port = free_port()
         self._env = env or {}
         self._proc: ManagedProcess | None = None
 
@@ -38,6 +39,7 @@ class OperatorProcess:
         argv = [
             sys.executable, "-m", "directservice.cli", "run",
             "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
+            "--metrics-address", f"127.0.0.1:{self.metrics_port}",
             *self.extra_args,
         ]  # fmt: skip
         self._proc = ManagedProcess("operator", argv, self.log_path, env=env)
@@ -58,6 +60,12 @@ class OperatorProcess:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
+
+    def metrics_text(self) -> str:
+        """The operator's Prometheus exposition, as scraped over HTTP."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return str(resp.read().decode())
 
     def tail(self, lines: int = 60) -> str:
         return self._proc.tail(lines) if self._proc else ""

@@ -101,14 +101,11 @@ class GoBuild:
         return cache / f"{self.name}-{self.version()}"
 
     def stamp(self) -> str:
-        digest = hashlib.sha256()
-        for part in ("go.mod", "go.sum"):
-            digest.update((self.module_dir / part).read_bytes())
-        return json.dumps(
-            {"module": self.main_module, "version": self.version(), "recipe": RECIPE}
-            | {"inputs": digest.hexdigest()},
-            sort_keys=True,
-        )
+        digest = hashlib.sha256()  # go.mod/go.sum pin the versions; *.go picks the plugins
+        for part in sorted([*self.module_dir.glob("*.go"), *self.module_dir.glob("go.*")]):
+            digest.update(part.name.encode() + b"\0" + part.read_bytes())
+        inputs = {"version": self.version(), "recipe": RECIPE, "inputs": digest.hexdigest()}
+        return json.dumps({"module": self.main_module, **inputs}, sort_keys=True)
 
     def ldflags(self, go: str) -> list[str]:
         """Strip symbols and stamp real versions, so `kubectl version` and `helm version` tell
@@ -160,13 +157,8 @@ def _go() -> str:
 
 def _module_time(go: str, module_dir: Path, module: str) -> str:
     """The module's publication time: a reproducible stand-in for the build date."""
-    out = subprocess.run(
-        [go, "list", "-m", "-json", module],
-        cwd=module_dir,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    argv = [go, "list", "-m", "-json", module]
+    out = subprocess.run(argv, cwd=module_dir, capture_output=True, text=True, check=True).stdout
     return str(json.loads(out).get("Time") or "1970-01-01T00:00:00Z")
 
 
@@ -182,12 +174,9 @@ def _is_current(build: GoBuild, target: Path) -> bool:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    with path.open("a") as handle:  # closing the file releases the lock
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def ensure_go_build(build: GoBuild, cache: Path) -> Outcome:

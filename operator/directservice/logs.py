@@ -1,0 +1,56 @@
+"""Logging set-up: text or JSON lines, each naming the DirectService it is about."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+
+class ObjectLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds namespace/name to every record of one DirectService."""
+
+    def __init__(self, logger: logging.Logger, namespace: str, name: str) -> None:
+        super().__init__(logger, {"object": f"{namespace}/{name}"})
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return f"[{(self.extra or {})['object']}] {msg}", kwargs
+
+
+def _object_of(record: logging.LogRecord) -> str | None:
+    if obj := getattr(record, "object", None):
+        return str(obj)
+    ref = getattr(record, "k8s_ref", None)  # kopf's per-object loggers
+    if isinstance(ref, dict) and ref.get("name"):
+        return f"{ref.get('namespace') or ''}/{ref['name']}".lstrip("/")
+    return None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if obj := _object_of(record):
+            line["object"] = obj
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = record.exc_info[0].__name__
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    # aiohttp's access log would print every liveness probe.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
