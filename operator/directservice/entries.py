@@ -10,13 +10,33 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from directservice.model import Discovery, DiscoveryError, DroppedEntry, Instance
 
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LEADING_ZERO_OCTET = re.compile(r"(^|\.)0\d")
+# appProtocol must be a Kubernetes qualified name; a scheme that is not one cannot be published.
+_QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_TRUE_WORDS = frozenset({"true", "yes", "1", "ready", "healthy", "running", "up", "ok"})
+_FALSE_WORDS = frozenset({"false", "no", "0", "notready", "unhealthy", "stopped", "down"})
+
+# Keys that commonly hold an instance address in discovery answers, most specific first.
+ADDRESS_KEYS = ("ip", "ip_address", "ipAddress", "host_ip", "hostIp", "host", "address", "addr")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Private (RFC 1918), carrier-grade NAT (RFC 6598) and unique-local IPv6 (RFC 4193): where
+# instances in a peered VPC live. A discovery answer pointing elsewhere (a public address, a
+# cloud metadata endpoint) is more likely an attack or a bug than a model instance.
+DEFAULT_ALLOWED_CIDRS: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
 
 # The API server refuses these in EndpointSlices (CVE-2021-25737); they also never
 # belong to a model instance in a peered VPC.
@@ -90,6 +110,40 @@ def parse_ip(value: Any) -> str:
     return str(address)
 
 
+def check_allowed(ip: str, allowed: Sequence[Network]) -> None:
+    """Refuse a (canonical) address outside every allowed network."""
+    address = ipaddress.ip_address(ip)
+    if not any(address.version == net.version and address in net for net in allowed):
+        raise EntryError(f"address {ip} is outside spec.allowedCIDRs")
+
+
+def parse_ready(value: Any, default: bool = True) -> bool:
+    """Readiness as booleans, 0/1 or common status words; anything else is an error, since
+    guessing "ready" for an unknown word could send traffic to a dead instance."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower().replace("_", "").replace("-", "")
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise EntryError(f"ready {str(value)[:40]!r} is not a boolean or a known status")
+
+
+def parse_scheme(value: Any) -> str | None:
+    """A per-instance scheme (http, https, ...), lower-cased, usable as appProtocol."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _QUALIFIED_NAME.match(value.strip()):
+        raise EntryError(f"scheme {str(value)[:40]!r} is not a protocol name like http")
+    return value.strip().lower()
+
+
 def parse_hostname(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -100,9 +154,10 @@ def parse_hostname(value: Any) -> str | None:
 
 def describe_entry(entry: Mapping[str, Any]) -> str:
     """A short label for a dropped entry; only address-like fields, never secrets."""
-    ip = next((entry[k] for k in ("ip", "host", "address") if k in entry), "?")
+    ip = next((entry[k] for k in ADDRESS_KEYS if k in entry), "?")
     port = entry.get("port", "?")
     return f"{ip}:{port}"[:80]
+
 
 
 def merge_duplicates(instances: Iterable[Instance]) -> tuple[Instance, ...]:

@@ -9,6 +9,7 @@ stale view costs at most a refused write, retried on the next poll.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
 import logging
@@ -20,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from directservice.metrics import API_WRITES
+from directservice.model import DiscoveryError
 from directservice.render import (
     GROUP,
     KIND,
@@ -213,3 +215,53 @@ class KubeWriter:
         except WriteError as exc:
             if exc.status != 404:
                 raise
+
+
+class SecretReader:
+    """Reads Secrets for providers with a short cache: RBAC grants `get` only (no list or
+    watch), and many DirectServices share one credential, so a GET per poll is avoided.
+    Values stay in memory; errors name the Secret, never its content."""
+
+    def __init__(self, api_client: client.ApiClient, ttl: float = 60.0) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def __call__(self, namespace: str, name: str) -> dict[str, str]:
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one GET for many pollers of the same Secret
+            cached = self._cache.get(key)
+            now = asyncio.get_running_loop().time()
+            if cached and now - cached[0] < self._ttl:
+                return cached[1]
+            values = await self._fetch(namespace, name)
+            self._cache[key] = (now, values)
+            return values
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        """Forget a Secret, e.g. after the provider rejected credentials read from it."""
+        self._cache.pop((namespace, name), None)
+
+    async def _fetch(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            resp: Any = await asyncio.to_thread(
+                self._core.read_namespaced_secret, name, namespace, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise DiscoveryError(
+                    "SecretNotFound", f"Secret {namespace}/{name} does not exist"
+                ) from None
+            if exc.status == 403:
+                raise DiscoveryError(
+                    "SecretForbidden", f"the operator may not read Secret {namespace}/{name}"
+                ) from None
+            raise DiscoveryError(
+                "SecretUnavailable", f"reading Secret {namespace}/{name} failed: {exc.status}"
+            ) from None
+        obj = json.loads(resp.data or b"{}")
+        values = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        values.update(obj.get("stringData") or {})
+        return values

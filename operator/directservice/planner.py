@@ -74,6 +74,8 @@ def plan_slices(
     max_per_slice: int,
 ) -> SlicePlan:
     """The fewest creates, updates and deletes that make `published` equal `desired`."""
+    if not desired:
+        return _placeholder_plan(published, port_name, owner_uid)
     by_key: dict[SliceKey, list[PublishedSlice]] = defaultdict(list)
     doomed: list[PublishedSlice] = []  # slices with nothing left to hold
     for slc in sorted(published, key=lambda s: s.name):
@@ -133,6 +135,25 @@ def plan_slices(
             updates[name] = (key, members, versions[name])
 
     return _finish(service, port_name, updates, unchanged, creates, doomed, published)
+
+
+def _placeholder_plan(
+    published: Sequence[PublishedSlice], port_name: str, owner_uid: str
+) -> SlicePlan:
+    """No endpoints: keep one empty slice, as the upstream controller does, so the
+    Service still has a slice that says "nothing here" rather than none at all."""
+    readable = sorted((s for s in published if s.content is not None), key=lambda s: s.name)
+    if not readable:
+        return SlicePlan(delete=tuple(sorted(s.name for s in published)))
+    keep = readable[0]
+    assert keep.content is not None
+    deletes = tuple(sorted(s.name for s in published if s.name != keep.name))
+    empty = SliceContent(key=keep.content.key, port_name=port_name)
+    if keep.content == empty and keep.owner_uid == owner_uid:
+        return SlicePlan(delete=deletes, unchanged=(keep.name,))
+    return SlicePlan(
+        update=((DesiredSlice(keep.name, empty), keep.resource_version),), delete=deletes
+    )
 
 
 def _finish(

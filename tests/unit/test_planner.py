@@ -112,6 +112,9 @@ def check_plan(
         *(d.content for d, _ in result.update),
     ]
     seen: dict[tuple[SliceKey, str], EndpointState] = {}
+    if not desired:  # no endpoints at all: at most one empty placeholder slice remains
+        assert len(contents) <= 1 and all(c is not None and not c.endpoints for c in contents)
+        return
     for content in contents:
         assert content is not None
         assert 1 <= len(content.endpoints) <= max_per_slice
@@ -446,9 +449,15 @@ def test_an_unreadable_slice_is_deleted_and_its_endpoints_placed_again() -> None
 
 
 def test_a_slice_for_a_port_no_longer_wanted_is_deleted() -> None:
-    published = published_slices([ip4(1)])
-    result = plan([], published)
-    assert (result.create, result.update, result.delete) == ((), (), (f"{SERVICE}-v4-0",))
+    published = apply([], plan([Instance(ip4(1), 80)], []))
+    result = plan([Instance(ip4(1), 81)], published)
+    # The old port's slice is rewritten for the new port (create+delete → update).
+    assert not result.create and not result.delete
+    assert [d.content.key.port for d, _ in result.update] == [81]
+    both = apply([], plan([Instance(ip4(1), 80), Instance(ip4(2), 81)], []))
+    result = plan([Instance(ip4(2), 81)], both)
+    assert (result.create, result.update) == ((), ())
+    assert len(result.delete) == 1 and result.unchanged
 
 
 def test_lowering_max_per_slice_splits_the_overflow() -> None:
@@ -478,3 +487,20 @@ def test_keys_with_and_without_an_app_protocol_plan_together() -> None:
     result = plan(instances, [])
     assert sorted(str(d.content.key.app_protocol) for d in result.create) == ["None", "h2c"]
     assert plan(instances, apply([], result)).empty
+
+
+def test_no_endpoints_keeps_one_empty_placeholder_slice() -> None:
+    instances = [Instance(ip=ip4(i), port=80) for i in range(250)]
+    published = apply([], plan(instances, []))
+    assert len(published) == 3
+
+    result = plan([], published)
+    assert len(result.update) == 1 and not result.create
+    placeholder, _version = result.update[0]
+    assert placeholder.content.endpoints == ()
+    assert sorted(result.delete) == sorted(s.name for s in published if s.name != placeholder.name)
+
+    after = apply(published, result)
+    assert plan([], after).empty  # the placeholder itself is steady state
+    refilled = plan(instances[:5], after)
+    assert not refilled.create and [d.name for d, _ in refilled.update] == [placeholder.name]

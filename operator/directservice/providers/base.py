@@ -3,21 +3,83 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from yarl import URL
 
+from directservice.budget import BudgetKey, Member
 from directservice.httpclient import HttpClient, HttpResponse, parse_retry_after
 from directservice.model import Discovery, DiscoveryError
+from directservice.spec import Timeouts
+
+# Vendor error codes look like "APIGW.0301" or "ModelArts.0104"; only text of this shape is
+# ever copied from a response body into a message (bodies may echo request headers).
+_ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{1,31}\.[0-9]{2,6}$")
 
 
 class Provider(Protocol):
     """One discovery API. `discover` returns the accepted instances or raises
-    DiscoveryError; it never returns an empty Discovery (last-known-good rule)."""
+    DiscoveryError; it never returns an empty Discovery (last-known-good rule).
+
+    `effective_interval` stretches the poll interval when the provider's call budget is
+    shared (budget.py); `close` gives the budget seat back when the DirectService goes away
+    or its spec changes.
+    """
 
     kind: str
 
     async def discover(self, http: HttpClient) -> Discovery: ...
+
+    def effective_interval(self, poll_interval: float) -> float: ...
+
+    def close(self) -> None: ...
+
+
+async def budgeted_request(
+    http: HttpClient,
+    member: Member | None,
+    budget: BudgetKey,
+    method: str,
+    url: str,
+    *,
+    timeouts: Timeouts,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+) -> HttpResponse:
+    """One discovery call drawn from the shared budget; a 429 pauses the whole budget."""
+    if member is not None:
+        await member.acquire(budget)
+    resp = await http.request(
+        method,
+        url,
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        headers=headers,
+        json_body=json_body,
+    )
+    if resp.status == 429 and member is not None:
+        member.throttled(parse_retry_after(resp.headers.get("Retry-After")))
+    return resp
+
+
+def error_code(resp: HttpResponse) -> str | None:
+    """The vendor error code in a JSON error body ({"error_code": "APIGW.0301", ...}), if any."""
+    try:
+        body = json.loads(resp.body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(body, Mapping):
+        return None
+    nested = body.get("error")
+    candidates = [body.get("error_code"), body.get("code")]
+    if isinstance(nested, Mapping):
+        candidates += [nested.get("code"), nested.get("error_code")]
+    for value in candidates:
+        if isinstance(value, str) and _ERROR_CODE.match(value):
+            return value
+    return None
 
 
 def check_status(resp: HttpResponse, success: frozenset[int] = frozenset({200})) -> None:
@@ -33,7 +95,9 @@ def check_status(resp: HttpResponse, success: frozenset[int] = frozenset({200}))
             f" (Location host: {_host_of(target)})",
         )
     if status in (401, 403):
-        raise DiscoveryError("Unauthorized", f"{resp.url} answered {status}")
+        code = error_code(resp)
+        suffix = f" ({code})" if code else ""
+        raise DiscoveryError("Unauthorized", f"{resp.url} answered {status}{suffix}")
     if status == 404:
         raise DiscoveryError("NotFound", f"{resp.url} answered 404: unknown service")
     if status == 429:

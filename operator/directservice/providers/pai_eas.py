@@ -6,23 +6,23 @@ The API needs no credentials; it is reachable only from inside the peered VPC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from directservice.entries import (
-    EntryError,
-    accept,
-    describe_entry,
-    parse_hostname,
-    parse_ip,
-    parse_port,
-    parse_weight,
-)
+from yarl import URL
+
+from directservice.budget import BudgetKey, Member
+from directservice.entries import DEFAULT_ALLOWED_CIDRS, Network
 from directservice.httpclient import HttpClient
-from directservice.model import Discovery, DiscoveryError, DroppedEntry, Instance
-from directservice.providers.base import check_status, decode_json
+from directservice.model import Discovery, DiscoveryError
+from directservice.provider_specs import FieldPaths
+from directservice.providers.base import budgeted_request, check_status, decode_json
+from directservice.providers.extract import parse_entries
 from directservice.spec import PaiEasSpec, Timeouts
+
+# Exactly the keys the vendor documents; no guessing for a documented API.
+UPSTREAM_FIELDS = FieldPaths(ip="ip", port="port", weight="weight", hostname="hostname")
 
 
 def discovery_url(spec: PaiEasSpec) -> str:
@@ -33,7 +33,7 @@ def discovery_url(spec: PaiEasSpec) -> str:
     return url
 
 
-def parse_upstreams(payload: Any) -> Discovery:
+def parse_upstreams(payload: Any, allowed: Sequence[Network] = DEFAULT_ALLOWED_CIDRS) -> Discovery:
     """Parse an upstreams answer leniently: a null or missing list is empty, numbers may be
     strings, duplicates merge, and each bad entry is dropped on its own."""
     if not isinstance(payload, Mapping):
@@ -47,41 +47,46 @@ def parse_upstreams(payload: Any) -> Discovery:
         raise DiscoveryError("WrongShape", "'endpoints' is not an object")
     if not isinstance(items, list):
         raise DiscoveryError("WrongShape", "'endpoints.items' is not a list")
-    instances: list[Instance] = []
-    dropped: list[DroppedEntry] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            dropped.append(DroppedEntry(entry=str(item)[:40], reason="entry is not an object"))
-            continue
-        try:
-            instances.append(
-                Instance(
-                    ip=parse_ip(item.get("ip")),
-                    port=parse_port(item.get("port")),
-                    weight=parse_weight(item.get("weight")),
-                    hostname=parse_hostname(item.get("hostname")),
-                )
-            )
-        except EntryError as exc:
-            dropped.append(DroppedEntry(entry=describe_entry(item), reason=str(exc)))
-    return accept(instances, dropped)
+    return parse_entries(items, UPSTREAM_FIELDS, allowed, guess=False)
 
 
 class PaiEasProvider:
     kind = "paiEas"
 
-    def __init__(self, spec: PaiEasSpec, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        spec: PaiEasSpec,
+        timeouts: Timeouts,
+        *,
+        allowed: Sequence[Network] = DEFAULT_ALLOWED_CIDRS,
+        member: Member | None = None,
+        calls_per_minute: float | None = None,
+    ) -> None:
         self.spec = spec
         self.timeouts = timeouts
         self.url = discovery_url(spec)
+        self.allowed = tuple(allowed)
+        self.member = member
+        # No credentials: callers of one discovery host share its budget (unlimited unless
+        # configured), so a 429 from that host pauses all of them.
+        self.budget = BudgetKey(f"paiEas/{URL(self.url).host_port_subcomponent}", calls_per_minute)
 
     async def discover(self, http: HttpClient) -> Discovery:
-        resp = await http.request(
+        resp = await budgeted_request(
+            http,
+            self.member,
+            self.budget,
             "GET",
             self.url,
-            connect_timeout=self.timeouts.connect,
-            read_timeout=self.timeouts.read,
+            timeouts=self.timeouts,
             headers={"Accept": "application/json"},
         )
         check_status(resp)
-        return parse_upstreams(decode_json(resp))
+        return parse_upstreams(decode_json(resp), self.allowed)
+
+    def effective_interval(self, poll_interval: float) -> float:
+        return poll_interval if self.member is None else self.member.effective_interval(poll_interval)
+
+    def close(self) -> None:
+        if self.member is not None:
+            self.member.leave()

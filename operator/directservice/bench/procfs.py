@@ -1,0 +1,78 @@
+"""CPU time and memory of a process from /proc (Linux), sampled before and after a window."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(stat_text: str) -> int:
+    """utime + stime (fields 14 and 15) of a /proc/<pid>/stat line. The command name (field 2)
+    may hold spaces and parentheses, so fields are counted after its last ')'."""
+    rest = stat_text[stat_text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state), so field n is rest[n - 3].
+    return int(rest[11]) + int(rest[12])
+
+
+def status_kib(status_text: str, key: str) -> int:
+    """A "Key:   1234 kB" value of /proc/<pid>/status, in KiB (0 when absent)."""
+    for line in status_text.splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return int(value.split()[0])
+    return 0
+
+
+@dataclass(frozen=True)
+class ProcSample:
+    wall: float  # time.monotonic()
+    cpu_seconds: float  # user + system, all threads
+    rss_kib: int  # VmRSS
+    hwm_kib: int  # VmHWM: peak resident set since start
+
+
+def sample(pid: int) -> ProcSample:
+    proc = Path(f"/proc/{pid}")
+    stat = (proc / "stat").read_text()
+    status = (proc / "status").read_text()
+    return ProcSample(
+        wall=time.monotonic(),
+        cpu_seconds=cpu_ticks(stat) / CLOCK_TICKS,
+        rss_kib=status_kib(status, "VmRSS"),
+        hwm_kib=status_kib(status, "VmHWM"),
+    )
+
+
+def cpu_percent(before: ProcSample, after: ProcSample) -> float:
+    """CPU used between two samples, in % of one core."""
+    elapsed = after.wall - before.wall
+    return 0.0 if elapsed <= 0 else 100.0 * (after.cpu_seconds - before.cpu_seconds) / elapsed
+
+
+def mib(kib: int) -> float:
+    return kib / 1024.0
+
+
+def machine() -> dict[str, str]:
+    """Cores, memory and CPU model of this machine, for the report header."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    try:
+        total = status_kib(Path("/proc/meminfo").read_text(), "MemTotal")
+    except OSError:
+        total = 0
+    return {
+        "cores": str(os.cpu_count() or 0),
+        "memory": f"{total / 1024 / 1024:.1f} GiB",
+        "cpu": model,
+    }

@@ -1,0 +1,53 @@
+"""Run `directservice ARGS...` with a pyinstrument profiler that signals switch on and off.
+
+    python -m directservice.bench.profiled --out DIR [--interval S] -- run --liveness ...
+
+SIGUSR1 starts sampling the main thread (the event loop: kopf, every poll loop, aiohttp);
+SIGUSR2 stops it and writes DIR/profile.pyisession and DIR/profile{,-flat}.txt. Signal handlers run
+on the main thread between bytecodes, the thread pyinstrument must start and stop on, so
+the profile covers exactly the window the bench chooses (steady state, not start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from pyinstrument import Profiler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m directservice.bench.profiled")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--interval", type=float, default=0.001)
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    args: list[str] = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    ns.out.mkdir(parents=True, exist_ok=True)
+    profiler = Profiler(interval=ns.interval, async_mode="disabled")
+
+    def start(signum: int, frame: FrameType | None) -> None:
+        if not profiler.is_running:
+            profiler.start(caller_frame=frame, target_description="directservice run")
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if profiler.is_running:
+            session = profiler.stop()
+            session.save(ns.out / "profile.pyisession")
+            text = profiler.output_text(unicode=False, color=False, show_all=False)
+            (ns.out / "profile.txt").write_text(text)
+            flat = profiler.output_text(show_all=True, flat=True, time="percent_of_total")
+            (ns.out / "profile-flat.txt").write_text(flat)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    from directservice.cli import main as cli_main  # noqa: PLC0415  (after the handlers)
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
