@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # Tool binaries are built once and cached outside the clone, keyed by version.
 export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
 
-.PHONY: help venv tools test test-unit test-integration test-e2e lint fmt demo bench clean
+.PHONY: help venv tools test test-unit test-integration test-e2e lint fmt demo bench docs sync-crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,7 @@ lint: venv ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
+	$(PY) -m directservice.devenv.crdsync --check
 
 fmt: venv ## Format and autofix with ruff
 	$(VENV)/bin/ruff format operator tests
@@ -50,6 +51,9 @@ demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show
 
 bench: tools ## Benchmarks against the real control plane; writes docs/benchmarks.md
 	$(PY) -m directservice.bench $(BENCH_ARGS)
+
+sync-crds: venv ## Copy the CRD (manifests/crds, the single source) into the Helm chart
+	$(PY) -m directservice.devenv.crdsync
 
 clean: ## Remove the virtualenv and caches in the clone (the tool cache stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 from collections.abc import Sequence
 
@@ -40,13 +41,21 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     if args.metrics_address:
         metrics.serve(args.metrics_address)
-    memo = kopf.Memo(standalone=not args.peering, peering_name=args.peering or "", config=config)
+    memo = kopf.Memo(
+        standalone=not args.peering,
+        peering_name=args.peering or "",
+        config=config,
+        namespaces=list(args.namespace),
+    )
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             standalone=not args.peering,
             peering_name=args.peering or None,
+            # Replicas of one Deployment cannot be told apart by flags; a random priority
+            # makes exactly one of them active (kopf pauses all on a priority tie).
+            priority=random.randint(1, 2**30) if args.peering else None,
             liveness_endpoint=args.liveness,
             memo=memo,
         )

@@ -159,7 +159,6 @@ def describe_entry(entry: Mapping[str, Any]) -> str:
     return f"{ip}:{port}"[:80]
 
 
-
 def merge_duplicates(instances: Iterable[Instance]) -> tuple[Instance, ...]:
     """One endpoint per ip:port. A duplicate keeps the highest weight (serve if any copy
     says so) so that one stale copy with weight 0 cannot take a live instance out."""

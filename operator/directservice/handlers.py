@@ -66,6 +66,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # we post our own Events, on transitions only
     settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = SLICE_SELECTOR
     settings.watching.label_selectors["", "services"] = SERVICE_SELECTOR
+    if memo.get("namespaces"):
+        # Namespaced mode runs on Roles only: no cluster-wide namespace or CRD scanning.
+        settings.scanning.disabled = True
     settings.peering.standalone = memo.get("standalone", True)
     settings.peering.name = memo.get("peering_name", "directservice-operator")
     try:

@@ -8,7 +8,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,9 @@ def _text(body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str
     return value
 
 
-def _optional(body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str]) -> str | None:
+def _optional(
+    body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str]
+) -> str | None:
     return None if body.get(key) in (None, "") else _text(body, key, where, pattern)
 
 
@@ -233,7 +235,9 @@ def _header(raw: Any, where: str) -> HeaderSpec:
     inner = f"{where}.valueFrom.secretKeyRef"
     return HeaderSpec(
         name=name,
-        secret=SecretKeyRef(_text(ref, "name", inner, _SECRET_NAME), _text(ref, "key", inner, _SECRET_KEY)),
+        secret=SecretKeyRef(
+            _text(ref, "name", inner, _SECRET_NAME), _text(ref, "key", inner, _SECRET_KEY)
+        ),
     )
 
 
@@ -251,14 +255,17 @@ def _http_json(body: Mapping[str, Any], where: str) -> HttpJsonSpec:
         isinstance(s, int) and not isinstance(s, bool) and 200 <= s <= 299 for s in statuses
     ):
         raise SpecError(f"{where}.successStatuses must list HTTP statuses between 200 and 299")
-    fields = parse_fields(body.get("fields"), f"{where}.fields", HttpJsonSpec.fields)
+    raw_fields = body.get("fields")
+    if isinstance(raw_fields, Mapping) and "list" in raw_fields:
+        raise SpecError(f"{where}.fields.list is not a field here; set {where}.listPath")
+    fields = parse_fields(raw_fields, f"{where}.fields", HttpJsonSpec.fields)
     if fields.ip is None or fields.port is None:
         raise SpecError(f"{where}.fields.ip and .port cannot be unset")
     return HttpJsonSpec(
         url=url,
         headers=headers,
         list_path=list_path,
-        fields=FieldPaths(**{**fields.__dict__, "list": None}),
+        fields=fields,
         success_statuses=frozenset(statuses),
     )
 
@@ -293,7 +300,7 @@ def _static(body: Mapping[str, Any], where: str) -> StaticSpec:
     return StaticSpec(instances=tuple(instances))
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], str], ProviderSpec]] = {
     "paiEas": _pai_eas,
     "modelArts": _model_arts,
     "httpJson": _http_json,

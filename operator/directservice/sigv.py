@@ -68,6 +68,10 @@ def string_to_sign(canonical: str, sdk_date: str) -> str:
     return f"{ALGORITHM}\n{sdk_date}\n{digest}"
 
 
+def hmac_hex(secret_key: str, text: str) -> str:
+    return hmac.new(secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
 def sign(
     access_key: str,
     secret_key: str,
@@ -83,9 +87,7 @@ def sign(
     # yarl leaves out default ports, as HTTP clients do in the Host header they send.
     out = {"Host": URL(url).host_port_subcomponent or "", **(headers or {}), DATE_HEADER: sdk_date}
     canonical, signed = canonical_request(method, url, out, body)
-    signature = hmac.new(
-        secret_key.encode(), string_to_sign(canonical, sdk_date).encode(), hashlib.sha256
-    ).hexdigest()
+    signature = hmac_hex(secret_key, string_to_sign(canonical, sdk_date))
     out["Authorization"] = (
         f"{ALGORITHM} Access={access_key}, SignedHeaders={signed}, Signature={signature}"
     )

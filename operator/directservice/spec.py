@@ -155,7 +155,9 @@ def parse_spec(spec: Mapping[str, Any]) -> DirectServiceSpec:
         timeouts=timeouts,
         max_endpoints_per_slice=per_slice,
         allowed_cidrs=parse_cidrs(spec.get("allowedCIDRs")),
-        max_shrink_percent=_bounded_int(spec, "maxShrinkPercent", DEFAULT_MAX_SHRINK_PERCENT, 0, 100),
+        max_shrink_percent=_bounded_int(
+            spec, "maxShrinkPercent", DEFAULT_MAX_SHRINK_PERCENT, 0, 100
+        ),
         shrink_confirmations=_bounded_int(
             spec, "shrinkConfirmations", DEFAULT_SHRINK_CONFIRMATIONS, 1, MAX_SHRINK_CONFIRMATIONS
         ),
@@ -179,6 +181,8 @@ def parse_cidrs(raw: Any) -> tuple[Network, ...]:
     networks: list[Network] = []
     for item in raw:
         try:
+            if "/" not in str(item):  # a bare address is a /32 to Python but not to CEL
+                raise ValueError(item)
             networks.append(ipaddress.ip_network(str(item), strict=True))
         except ValueError:
             raise SpecError(

@@ -174,6 +174,9 @@ def test_every_default_is_valid_for_its_own_field() -> None:
         ".spec.port",
         ".spec.port.name",
         ".spec.maxEndpointsPerSlice",
+        ".spec.allowedCIDRs",
+        ".spec.maxShrinkPercent",
+        ".spec.shrinkConfirmations",
     }
     for path, schema in defaults:
         json_schema = to_json_schema(schema, strict=True)
@@ -196,8 +199,18 @@ def test_defaults_fill_a_minimal_spec() -> None:
         "timeouts": {"connect": "2s", "read": "5s"},
         "port": {"name": "http"},
         "maxEndpointsPerSlice": 100,
+        "allowedCIDRs": [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "fc00::/7",
+        ],
+        "maxShrinkPercent": 50,
+        "shrinkConfirmations": 3,
     }
     assert "internal" not in defaulted["spec"]["provider"]["paiEas"]
+    assert "rateBudget" not in defaulted["spec"]  # its default depends on the provider
     assert "status" not in defaulted
 
 
@@ -446,11 +459,15 @@ def test_cel_rules_are_present() -> None:
     rules = cel_rules(SCHEMA)
     assert set(rules) == {
         "",
+        ".spec",
         ".spec.provider",
+        ".spec.provider.modelArts",
+        ".spec.provider.httpJson.headers[]",
         ".spec.pollInterval",
         ".spec.timeouts.connect",
         ".spec.timeouts.read",
         ".spec.port.appProtocol",
+        ".spec.allowedCIDRs[]",
     }
     for path, entries in rules.items():
         for entry in entries:
@@ -464,7 +481,15 @@ def test_cel_rules_are_present() -> None:
     assert root["fieldPath"] == ".metadata.name"
 
     (provider,) = rules[".spec.provider"]
-    assert "has(self.paiEas)" in provider["rule"]
+    for kind in ("paiEas", "modelArts", "httpJson", "static"):
+        assert f"(has(self.{kind}) ? 1 : 0)" in provider["rule"], kind
+        assert kind in provider["message"], kind
+    assert set(sub_schema(".spec.provider")["properties"]) == {
+        "paiEas",
+        "modelArts",
+        "httpJson",
+        "static",
+    }
 
     bounds = {
         ".spec.pollInterval": ("1s", "1h"),

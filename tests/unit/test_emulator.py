@@ -218,6 +218,7 @@ def test_request_log_and_counters(emu: EmulatorThread, http: requests.Session) -
         "total": 0,
         "per_service": {},
         "per_status": {},
+        "per_credential": {},
         "dropped": 0,
         "log": [],
     }

@@ -189,6 +189,7 @@ def test_request_log_is_bounded_but_counters_are_not() -> None:
         "total": 6,
         "per_service": {"a": 3, "b": 2, "c": 1},
         "per_status": {"200": 5, "closed": 1},
+        "per_credential": {},  # no flavour named a credential
         "dropped": 3,
     }
     assert state.request_log()[-1].to_json()["status"] is None

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
 
 from directservice.entries import (
+    DEFAULT_ALLOWED_CIDRS,
     EntryError,
     accept,
+    check_allowed,
     coerce_number,
     describe_entry,
     merge_duplicates,
     parse_hostname,
     parse_ip,
     parse_port,
+    parse_ready,
+    parse_scheme,
     parse_weight,
 )
 from directservice.model import DiscoveryError, DroppedEntry, Instance
@@ -245,3 +250,63 @@ def test_accept_success_keeps_dropped_entries_and_zero_weight_instances() -> Non
     )
     assert result.instances == (Instance("10.0.0.1", 80), Instance("10.0.0.2", 80, weight=0))
     assert result.dropped == tuple(dropped)
+
+
+# --- allowedCIDRs, readiness and schemes ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ip",
+    ["10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.254", "192.168.1.1", "100.64.0.1",
+     "100.127.255.254", "fd00::1", "fc00::1"],
+)  # fmt: skip
+def test_default_allowed_ranges_accept_private_addresses(ip: str) -> None:
+    check_allowed(ip, DEFAULT_ALLOWED_CIDRS)
+
+
+@pytest.mark.parametrize(
+    "ip",
+    ["8.8.8.8", "172.32.0.1", "192.169.0.1", "100.128.0.1", "100.63.255.255", "2001:db8::1",
+     "203.0.113.7"],
+)  # fmt: skip
+def test_default_allowed_ranges_refuse_public_addresses(ip: str) -> None:
+    with pytest.raises(EntryError, match=r"outside spec\.allowedCIDRs"):
+        check_allowed(ip, DEFAULT_ALLOWED_CIDRS)
+
+
+def test_allowed_ranges_are_per_family() -> None:
+    everything_v4 = (ipaddress.ip_network("0.0.0.0/0"),)
+    check_allowed("8.8.8.8", everything_v4)
+    with pytest.raises(EntryError):
+        check_allowed("2001:db8::1", everything_v4)
+
+
+@pytest.mark.parametrize(
+    ("raw", "ready"),
+    [(None, True), (True, True), (False, False), (1, True), (0, False), ("true", True),
+     ("False", False), ("RUNNING", True), ("healthy", True), ("not_ready", False),
+     ("Not-Ready", False), ("down", False), (" up ", True)],
+)  # fmt: skip
+def test_ready_values(raw: Any, ready: bool) -> None:
+    assert parse_ready(raw) is ready
+
+
+@pytest.mark.parametrize("raw", ["maybe", "Normal", 2, 0.5, [], {"ok": True}])
+def test_unknown_ready_values_are_errors(raw: Any) -> None:
+    with pytest.raises(EntryError, match="ready"):
+        parse_ready(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "scheme"),
+    [(None, None), ("", None), ("http", "http"), ("HTTPS", "https"), (" https ", "https"),
+     ("kubernetes.io/h2c", "kubernetes.io/h2c"), ("grpc", "grpc")],
+)  # fmt: skip
+def test_schemes(raw: Any, scheme: str | None) -> None:
+    assert parse_scheme(raw) == scheme
+
+
+@pytest.mark.parametrize("raw", ["http://", "h 2", 443, "a/b/c", "-x"])
+def test_bad_schemes_are_errors(raw: Any) -> None:
+    with pytest.raises(EntryError, match="scheme"):
+        parse_scheme(raw)

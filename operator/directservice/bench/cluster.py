@@ -51,7 +51,7 @@ def ensure_namespace(cp: ControlPlane, name: str) -> None:
 def create_all(api: client.ApiClient, docs: Iterable[Mapping[str, Any]], workers: int = 8) -> int:
     """Create DirectServices from a thread pool; existing ones are left alone. Returns how
     many were created."""
-    custom = client.CustomObjectsApi(api)
+    custom: Any = client.CustomObjectsApi(api)
 
     def create(doc: Mapping[str, Any]) -> int:
         try:
@@ -80,7 +80,8 @@ def delete_dsvc(api: client.ApiClient, namespace: str, name: str) -> None:
 
 
 def list_dsvc(api: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
-    resp = client.CustomObjectsApi(api).list_namespaced_custom_object(
+    custom: Any = client.CustomObjectsApi(api)
+    resp = custom.list_namespaced_custom_object(
         GROUP, API_VERSION, namespace, PLURAL, _preload_content=False
     )
     items: list[dict[str, Any]] = json.loads(resp.data)["items"]
@@ -133,7 +134,7 @@ class SliceWatcher:
     every event with the wall time the bench received it."""
 
     def __init__(self, api: client.ApiClient) -> None:
-        self._api = client.DiscoveryV1Api(api)
+        self._api: Any = client.DiscoveryV1Api(api)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.events: list[SliceEvent] = []
@@ -169,7 +170,7 @@ class SliceWatcher:
     def _run(self, version: str) -> None:
         while not self._stop.is_set():
             try:
-                stream = watch.Watch().stream(
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     self._api.list_endpoint_slice_for_all_namespaces,
                     label_selector=SLICE_SELECTOR,
                     resource_version=version,

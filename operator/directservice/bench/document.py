@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from directservice.bench.report import (
     Results,
-    fmt,
     curve,
+    fmt,
     http_section,
     large_section,
+    memory_section,
     naive_section,
     profile_section,
     targets,
@@ -24,25 +25,25 @@ bench, which creates DirectServices with the kubernetes client from a thread poo
 watches EndpointSlices in a thread. Instances have 10.x addresses, never contacted.
 
 - **Polls done vs scheduled**: requests the emulator answered for the fleet's services in
-  the window (its request log) vs services × window ÷ pollInterval.
+  the window (its request log) vs services x window ÷ pollInterval.
 - **Timer lateness**: per service, the gaps between consecutive answers the emulator sent
-  in the window; lateness = gap − pollInterval. The operator draws each delay from
-  pollInterval × U(0.95, 1.05), so a punctual timer alone spreads this evenly over
+  in the window; lateness = gap - pollInterval. The operator draws each delay from
+  pollInterval x U(0.95, 1.05), so a punctual timer alone spreads this evenly over
   ±250 ms at 5 s (mean 0): p99 ≈ +245 ms is the floor, and anything beyond is real
-  lateness. "Beyond jitter" is max(0, gap − 1.05 × pollInterval), a lower bound of the
+  lateness. "Beyond jitter" is max(0, gap - 1.05 x pollInterval), a lower bound of the
   lateness of each poll that no jitter draw can explain.
 - **CPU**: utime + stime from /proc/<pid>/stat over the window, in % of one core
   (all threads). **CPU per poll** = operator CPU seconds ÷ polls done in the window.
 - **RSS**: VmRSS at the end of the window and VmHWM (peak since the process started,
   start-up sync included) from /proc/<pid>/status.
 - **Writes**: `apiserver_request_total` from the API server's /metrics (as admin), by verb
-  and resource, after − before. Operator writes are those on directservices, services,
+  and resource, after - before. Operator writes are those on directservices, services,
   endpointslices and events; anything else (e.g. the API server's own Lease) is listed
   apart.
 - **Propagation**: one extra "probe" DirectService (pollInterval {probe}s so 200 changes fit
   in a few minutes; the delay measured does not depend on the interval) changes its list
   at random moments while the fleet runs. Overhead = time the bench's watch received the
-  EndpointSlice holding the new address − time the emulator sent the first answer
+  EndpointSlice holding the new address - time the emulator sent the first answer
   carrying it. It includes the operator's parse/plan/write, the API server, etcd and
   watch delivery to the bench; not the wait for the next poll.
 - **Naive baseline**: computed, not run. For each change the operator made, a rewrite-all
@@ -73,7 +74,7 @@ def render(res: Results) -> str:
         f"- Kubernetes: kube-apiserver {meta.get('kube', '?')}, etcd {meta.get('etcd', '?')}",
         f"- Python {meta.get('python', '?')}; kopf {meta.get('kopf', '?')}, aiohttp "
         f"{meta.get('aiohttp', '?')}, kubernetes client {meta.get('kubernetes', '?')}",
-        f"- Settings: fleet {s.fleet_size:,} × {s.instances} instances @ {s.interval:g}s, "
+        f"- Settings: fleet {s.fleet_size:,} x {s.instances} instances @ {s.interval:g}s, "
         f"window {s.duration:g} s per fleet size, curve {', '.join(f'{n:,}' for n in s.curve)}, "
         f"large service {s.large_instances:,} instances, {s.changes} propagation changes",
         "",
@@ -120,7 +121,10 @@ def render(res: Results) -> str:
             *_summary_table(
                 [
                     ("operator overhead: answer sent → watch event", p.delay_ms),
-                    ("change at the emulator → watch event (incl. poll wait)", p.change_to_event_ms),
+                    (
+                        "change at the emulator → watch event (incl. poll wait)",
+                        p.change_to_event_ms,
+                    ),
                 ]
             ),
             f"Writes during the changes: {p.writes}; slice watch events: {p.slice_events}.",
@@ -140,6 +144,9 @@ def render(res: Results) -> str:
     if res.profile is not None:
         lines += [f"## Profile: operator, {s.fleet_size:,} services, steady state", ""]
         lines += profile_section(res)
+    if res.memory:
+        lines += [f"## Memory: what the operator holds with {s.fleet_size:,} services", ""]
+        lines += memory_section(res)
     if res.notes:
         lines += ["## Notes from this run", "", *[f"- {n}" for n in res.notes], ""]
     lines += [METHOD.replace("{probe}", f"{s.probe_interval:g}")]

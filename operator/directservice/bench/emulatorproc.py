@@ -76,9 +76,7 @@ class EmulatorProcess:
     def _admin(
         self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
     ) -> Any:
-        resp = self._session.request(
-            method, self.url + path, json=body, params=params, timeout=120
-        )
+        resp = self._session.request(method, self.url + path, json=body, params=params, timeout=120)
         if resp.status_code >= 400:
             raise RuntimeError(f"emulator {method} {path}: {resp.status_code} {resp.text[:200]}")
         return resp.json()

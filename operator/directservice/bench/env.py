@@ -3,6 +3,7 @@ and the operator process (restarted per scenario so its CPU and memory start cle
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -68,6 +69,8 @@ class Snapshot:
     apiserver: procfs.ProcSample
     etcd: procfs.ProcSample
     emulator: procfs.ProcSample
+    bench: procfs.ProcSample
+    machine: tuple[int, int]  # busy, total ticks of all cores
     requests: Counter[RequestKey]
     at: float = field(default_factory=time.time)
 
@@ -121,6 +124,8 @@ class Env:
             apiserver=procfs.sample(self.apiserver_pid),
             etcd=procfs.sample(self.etcd_pid),
             emulator=procfs.sample(self.emulator.pid),
+            bench=procfs.sample(os.getpid()),
+            machine=procfs.machine_ticks(),
             requests=self.requests(),
         )
 

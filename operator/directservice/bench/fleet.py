@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from directservice.bench import procfs
-from directservice.bench.cluster import create_all, dsvc_manifest, ensure_namespace, healthy
-from directservice.bench.cluster import list_dsvc
+from directservice.bench.cluster import (
+    create_all,
+    dsvc_manifest,
+    ensure_namespace,
+    healthy,
+    list_dsvc,
+)
 from directservice.bench.env import (
     FLEET_NS,
     Env,
@@ -36,6 +41,8 @@ from directservice.bench.stats import (
     write_delta,
 )
 
+PROCESSES = ("operator", "apiserver", "etcd", "emulator", "bench")
+
 
 @dataclass(frozen=True)
 class FleetResult:
@@ -46,8 +53,8 @@ class FleetResult:
     sync_writes: dict[str, int]
     polls_done: int
     polls_scheduled: float
-    lateness_ms: Summary  # gap − interval, jitter included
-    beyond_jitter_ms: Summary  # max(0, gap − 1.05 × interval)
+    lateness_ms: Summary  # gap - interval, jitter included
+    beyond_jitter_ms: Summary  # max(0, gap - 1.05 x interval)
     cpu_pct: float
     cpu_ms_per_poll: float
     rss_mib: float
@@ -58,6 +65,8 @@ class FleetResult:
     apiserver_cpu_pct: float
     etcd_cpu_pct: float
     emulator_cpu_pct: float
+    machine_cores: float  # average busy cores of the whole machine in the window
+    other_cores: float  # of which outside the bench's processes (other users of the box)
 
     @property
     def polls_pct(self) -> float:
@@ -147,6 +156,8 @@ def measure_window(
     ours = Counter({k: v for k, v in delta.items() if k[1] in OPERATOR_RESOURCES})
     other = Counter({k: v for k, v in delta.items() if k[1] not in OPERATOR_RESOURCES})
     events = [e for e in env.watcher.since(mark) if e.namespace == FLEET_NS]
+    machine = procfs.busy_cores(before.machine, after.machine)
+    ours_pct = sum(_pct(before, after, p) for p in PROCESSES)
     return FleetResult(
         services=n,
         interval=s.interval,
@@ -167,6 +178,8 @@ def measure_window(
         apiserver_cpu_pct=_pct(before, after, "apiserver"),
         etcd_cpu_pct=_pct(before, after, "etcd"),
         emulator_cpu_pct=_pct(before, after, "emulator"),
+        machine_cores=machine,
+        other_cores=machine - ours_pct / 100.0,
     )
 
 

@@ -6,7 +6,8 @@ Each mode runs in its own process so its CPU time is its own:
         --rate 200 --duration 30
 
 Modes: `aiohttp` (directservice.httpclient.HttpClient on one event loop, as the operator
-does), `requests-executor` (an event loop handing blocking `requests` calls to a thread
+does), `aiohttp-bare` (one ClientSession without cookie jar, plain get/read: what the
+wrapper costs), `requests-executor` (an event loop handing blocking `requests` calls to a thread
 pool, what the operator would do with requests), `requests-threads` (plain threads, no
 event loop). Each request is a PAI-EAS upstreams GET plus json.loads of the answer.
 Prints one JSON object.
@@ -25,12 +26,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import requests
 
 from directservice.bench.stats import percentile
 from directservice.httpclient import HttpClient
 
-MODES = ("aiohttp", "requests-executor", "requests-threads")
+MODES = ("aiohttp", "aiohttp-bare", "requests-executor", "requests-threads")
 PATH = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/"
 
 
@@ -76,6 +78,35 @@ async def _run_aiohttp(urls: list[str], rate: float, total: int, rec: Recorder) 
     while tasks:
         await asyncio.gather(*list(tasks))
     await http.close()
+
+
+async def _run_bare(urls: list[str], rate: float, total: int, rec: Recorder) -> None:
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=12, sock_connect=2, sock_read=5)
+    async with aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, timeout=timeout
+    ) as session:
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(url: str, due: float) -> None:
+            started = time.monotonic()
+            ok = True
+            try:
+                async with session.get(url, headers={"Accept": "application/json"}) as resp:
+                    json.loads(await resp.read())
+            except Exception:
+                ok = False
+            rec.done(due, started, time.monotonic(), ok)
+
+        t0 = time.monotonic()
+        for i in range(total):
+            due = t0 + i / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            task = asyncio.create_task(one(urls[i % len(urls)], due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        while tasks:
+            await asyncio.gather(*list(tasks))
 
 
 def _requests_call(sessions: threading.local) -> Callable[[str, float, Recorder], None]:
@@ -128,6 +159,8 @@ def run(mode: str, urls: list[str], rate: float, duration: float, threads: int) 
     wall0 = time.monotonic()
     if mode == "aiohttp":
         asyncio.run(_run_aiohttp(urls, rate, total, rec))
+    elif mode == "aiohttp-bare":
+        asyncio.run(_run_bare(urls, rate, total, rec))
     elif mode == "requests-executor":
         asyncio.run(_run_executor(urls, rate, total, rec, threads))
     elif mode == "requests-threads":
@@ -139,7 +172,7 @@ def run(mode: str, urls: list[str], rate: float, duration: float, threads: int) 
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "mode": mode,
-        "threads": threads if mode != "aiohttp" else 1,
+        "threads": 1 if mode.startswith("aiohttp") else threads,
         "requests": total,
         "errors": rec.errors,
         "wall_s": wall,

@@ -53,6 +53,21 @@ def cpu_percent(before: ProcSample, after: ProcSample) -> float:
     return 0.0 if elapsed <= 0 else 100.0 * (after.cpu_seconds - before.cpu_seconds) / elapsed
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot, from the first line of /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user..steal; guest time is already inside user
+    return total - idle, total
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Average number of busy cores between two machine_ticks() samples."""
+    total = after[1] - before[1]
+    cores = os.cpu_count() or 1
+    return 0.0 if total <= 0 else cores * (after[0] - before[0]) / total
+
+
 def mib(kib: int) -> float:
     return kib / 1024.0
 

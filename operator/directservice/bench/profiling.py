@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from directservice.devenv.operatorproc import OperatorProcess
 from directservice.devenv.procs import ManagedProcess, wait_until
 
 IDLE_FILES = ("selectors.py",)  # the event loop waiting for I/O: not CPU
+BUILTIN = "<built-in>"  # pyinstrument's file name for C functions
+SKIP_OURS = ("directservice/cli.py", "bench/profiled.py")  # entry points: always 100 %
 
 
 def operator_args(proc: OperatorProcess) -> list[str]:
@@ -31,7 +32,11 @@ class ProfiledOperator(OperatorProcess):
     """OperatorProcess, but `python -m directservice.bench.profiled --out DIR -- run ...`."""
 
     def __init__(
-        self, kubeconfig: Path, log_path: Path, out_dir: Path, interval: float = 0.001
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        out_dir: Path,
+        interval: float = 0.001,
     ) -> None:
         super().__init__(kubeconfig, log_path)
         self.out_dir = out_dir
@@ -54,12 +59,12 @@ class ProfiledOperator(OperatorProcess):
         os.kill(self.pid, signal.SIGUSR1)
 
     def end(self, timeout: float = 120.0) -> Path:
-        """Stop sampling; returns the saved session once written."""
-        target = self.out_dir / "profile-flat.txt"
+        """Stop sampling and take the object census; returns the output folder once written."""
+        done = self.out_dir / "done"
+        done.unlink(missing_ok=True)
         os.kill(self.pid, signal.SIGUSR2)
-        wait_until("the profile to be written", target.exists, timeout, step=0.2)
-        time.sleep(0.5)
-        return self.out_dir / "profile.pyisession"
+        wait_until("the profile to be written", done.exists, timeout, step=0.2)
+        return self.out_dir
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -103,42 +108,49 @@ def package_of(path: str) -> str:
     return head.removesuffix(".py") if head else "?"
 
 
+def _idle(stack: Sequence[str]) -> bool:
+    """The event loop waiting in the selector (the C poll call or its Python wrapper)."""
+    _, path = _parts(stack[-1])
+    if path.endswith(IDLE_FILES):
+        return True
+    return path == BUILTIN and len(stack) > 1 and _parts(stack[-2])[1].endswith(IDLE_FILES)
+
+
 def analyse(records: Iterable[tuple[Sequence[str], float]], top: int = 15) -> HotSpots:
-    """Hot spots from pyinstrument frame records ((stack root-first, seconds) pairs)."""
-    self_time: Counter[str] = Counter()
-    ours: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    wall = busy = 0.0
+    """Hot spots from pyinstrument frame records ((stack root-first, seconds) pairs).
+    A C function's time counts for the package of the Python code that called it."""
+    self_time: defaultdict[str, float] = defaultdict(float)
+    ours: defaultdict[str, float] = defaultdict(float)
+    packages: defaultdict[str, float] = defaultdict(float)
+    wall = 0.0
+    busy = 0.0
     for stack, seconds in records:
         wall += seconds
-        if not stack:
-            continue
-        function, path = _parts(stack[-1])
-        if path.endswith(IDLE_FILES):
+        if not stack or _idle(stack):
             continue
         busy += seconds
+        function, path = _parts(stack[-1])
+        caller = _parts(stack[-2])[1] if len(stack) > 1 else path
         self_time[f"{function} ({short_path(path)})"] += seconds
-        packages[package_of(path)] += seconds
+        packages[package_of(caller if path == BUILTIN else path)] += seconds
         seen: set[str] = set()
         for frame in stack:
             fn, file = _parts(frame)
-            if "/directservice/" in file and "/bench/" not in file:
+            if "/directservice/" in file and not file.endswith(SKIP_OURS):
                 name = f"{fn} ({short_path(file)})"
                 if name not in seen:
                     seen.add(name)
                     ours[name] += seconds
 
-    def spots(counter: Counter[str]) -> list[Spot]:
-        return [
-            Spot(name, secs, secs / busy if busy else 0.0)
-            for name, secs in counter.most_common(top)
-        ]
+    def spots(totals: dict[str, float]) -> list[Spot]:
+        ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return [Spot(name, secs, secs / busy if busy else 0.0) for name, secs in ranked]
 
     return HotSpots(wall, busy, spots(self_time), spots(ours), spots(packages))
 
 
-def load_records(session_path: Path) -> list[tuple[list[str], float]]:
+def load_records(out_dir: Path) -> list[tuple[list[str], float]]:
     from pyinstrument.session import Session  # noqa: PLC0415  (dev dependency, only here)
 
-    session = Session.load(session_path)
+    session = Session.load(out_dir / "profile.pyisession")
     return [(list(stack), float(seconds)) for stack, seconds in session.frame_records]

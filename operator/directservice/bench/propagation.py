@@ -2,7 +2,7 @@
 
 With the fleet loaded, one extra "probe" service changes its instance list `changes` times,
 each at a random moment. Delay = when the bench's EndpointSlice watch delivered the slice
-holding the new address − when the emulator sent the answer that first carried it (its
+holding the new address - when the emulator sent the answer that first carried it (its
 request log records the send time). That is the operator's own overhead (parse, plan,
 write) plus the API server and watch delivery, not the wait for the next poll.
 """

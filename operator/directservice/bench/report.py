@@ -9,7 +9,7 @@ from typing import Any
 from directservice.bench.env import Settings
 from directservice.bench.fleet import FleetResult
 from directservice.bench.large import LargeResult
-from directservice.bench.profiling import HotSpots
+from directservice.bench.profiling import HotSpots, Spot
 from directservice.bench.propagation import PropagationResult
 from directservice.bench.stats import ratio
 
@@ -25,6 +25,7 @@ class Results:
     profile: HotSpots | None = None
     profile_cpu_pct: float = math.nan
     profile_text: str = ""
+    memory: dict[str, Any] = field(default_factory=dict)
     http: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -45,7 +46,7 @@ def _verdict(ok: bool | None) -> str:
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out + [""]
+    return [*out, ""]
 
 
 def targets(res: Results) -> list[str]:
@@ -53,12 +54,12 @@ def targets(res: Results) -> list[str]:
     rows: list[list[str]] = []
     fleet = res.level(s.fleet_size)
     if fleet is not None:
-        tag = f"fleet {fleet.services}×{s.instances} @{s.interval:g}s"
+        tag = f"fleet {fleet.services}x{s.instances} @{s.interval:g}s"
         rows += [
             [f"{tag}: polls done / scheduled", "≥ 99 %",
              f"{fmt(fleet.polls_pct, 2)} % ({fleet.polls_done:,} / {fleet.polls_scheduled:,.0f})",
              _verdict(fleet.polls_pct >= 99)],
-            [f"{tag}: timer lateness p99 (gap − interval)", "≤ 500 ms",
+            [f"{tag}: timer lateness p99 (gap - interval)", "≤ 500 ms",
              f"{fmt(fleet.lateness_ms.p99)} ms (p50 {fmt(fleet.lateness_ms.p50)} ms)",
              _verdict(fleet.lateness_ms.p99 <= 500)],
             [f"{tag}: operator CPU", "≤ 50 % of a core", f"{fmt(fleet.cpu_pct)} %",
@@ -81,9 +82,10 @@ def targets(res: Results) -> list[str]:
         one = next((st for st in large.steps if st.name.startswith("1 instance")), None)
         still = next((st for st in large.steps if st.name.startswith("no change")), None)
         if one is not None:
+            measured = f"{one.writes} (naive {one.naive})"
             rows.append([f"{large.instances:,}-instance service: 1-instance change",
-                         "exactly 1 slice write (naive 100)",
-                         f"{one.writes} (naive {one.naive})", _verdict(one.writes == 1)])  # fmt: skip
+                         "exactly 1 slice write", measured,
+                         _verdict(one.writes == 1)])  # fmt: skip
         if still is not None:
             rows.append([f"{large.instances:,}-instance service: no-change polls", "0 writes",
                          str(still.writes), _verdict(still.writes == 0)])  # fmt: skip
@@ -91,7 +93,7 @@ def targets(res: Results) -> list[str]:
     if "curve" in s.scenarios and low is not None and high is not None and low is not high:
         factor = ratio(high.cpu_ms_per_poll, low.cpu_ms_per_poll)
         rows.append([f"CPU per poll at {high.services:,} vs {low.services:,} services",
-                     "≤ 1.5×", f"{fmt(factor, 2)}× ({fmt(high.cpu_ms_per_poll, 3)} vs "
+                     "≤ 1.5x", f"{fmt(factor, 2)}x ({fmt(high.cpu_ms_per_poll, 3)} vs "
                      f"{fmt(low.cpu_ms_per_poll, 3)} ms)", _verdict(factor <= 1.5)])  # fmt: skip
     return _table(["target", "goal", "measured", ""], rows)
 
@@ -103,20 +105,21 @@ def curve(res: Results) -> list[str]:
          fmt(r.beyond_jitter_ms.p99), fmt(r.cpu_pct), fmt(r.cpu_ms_per_poll, 3),
          f"{fmt(r.rss_mib)} / {fmt(r.hwm_mib)}", fmt(r.rss_kib_per_service),
          str(r.operator_writes), fmt(r.apiserver_cpu_pct), fmt(r.etcd_cpu_pct),
-         fmt(r.emulator_cpu_pct)]
+         fmt(r.emulator_cpu_pct), f"{fmt(r.machine_cores, 2)} / {fmt(r.other_cores, 2)}"]
         for r in res.levels
     ]  # fmt: skip
     head = ["services", "sync s", "polls done / scheduled", "%", "lateness p50 / p99 ms",
             "beyond jitter p99 ms", "operator CPU %", "CPU ms / poll", "RSS / peak MiB",
             "KiB RSS / service", "writes", "apiserver CPU %", "etcd CPU %",
-            "emulator CPU %"]  # fmt: skip
+            "emulator CPU %", "machine busy / other cores"]  # fmt: skip
     return _table(head, rows)
 
 
 def large_section(large: LargeResult) -> list[str]:
     lines = [
         f"{large.instances:,} instances, {large.slices} slices of ≤ 100, answer "
-        f"{large.response_kib:,.0f} KiB. Apply → first poll {fmt(large.apply_to_first_poll_s, 2)} s "
+        f"{large.response_kib:,.0f} KiB. Apply → first poll "
+        f"{fmt(large.apply_to_first_poll_s, 2)} s "
         f"(the operator starts each service at a random phase of its interval), first poll → "
         f"all {large.slices} slices seen {fmt(large.first_poll_to_all_s, 2)} s, apply → all "
         f"{fmt(large.apply_to_all_s, 2)} s. CPU per unchanged poll of this service "
@@ -145,10 +148,11 @@ def naive_section(res: Results) -> list[str]:
                      str(p.naive), fmt(ratio(ours, p.naive), 2)])  # fmt: skip
         ours_total += ours
         naive_total += p.naive
+    size = f"{res.large.instances:,}" if res.large else ""
     for st in res.large.steps if res.large else []:
         if st.naive:
-            rows.append([f"{res.large.instances:,} instances: {st.name}" if res.large else "",
-                         str(st.writes), str(st.naive), fmt(ratio(st.writes, st.naive), 2)])  # fmt: skip
+            share = fmt(ratio(st.writes, st.naive), 2)
+            rows.append([f"{size} instances: {st.name}", str(st.writes), str(st.naive), share])
             ours_total += st.writes
             naive_total += st.naive
     rows.append(["**all changes**", str(ours_total), str(naive_total),
@@ -181,12 +185,36 @@ def profile_section(res: Results) -> list[str]:
         "Self time by package:",
         "",
     ]
-    lines += _table(["package", "s", "% of busy"],
-                    [[p.name, fmt(p.seconds, 2), fmt(100 * p.share)] for p in hot.packages])  # fmt: skip
+    lines += _spots("package", hot.packages)
     lines += ["Functions by self time:", ""]
-    lines += _table(["function", "s", "% of busy"],
-                    [[f"`{p.name}`", fmt(p.seconds, 2), fmt(100 * p.share)] for p in hot.self_time])  # fmt: skip
+    lines += _spots("function", hot.self_time)
     lines += ["directservice functions including callees:", ""]
-    lines += _table(["function", "s", "% of busy"],
-                    [[f"`{p.name}`", fmt(p.seconds, 2), fmt(100 * p.share)] for p in hot.ours])  # fmt: skip
+    lines += _spots("function", hot.ours)
     return lines
+
+
+def _spots(kind: str, spots: list[Spot]) -> list[str]:
+    rows = [[f"`{p.name}`", fmt(p.seconds, 2), fmt(100 * p.share)] for p in spots]
+    return _table([kind, "s", "% of busy"], rows)
+
+
+def memory_section(res: Results) -> list[str]:
+    mem = res.memory
+    if not mem:
+        return []
+    services = res.settings.fleet_size
+    total = float(mem["bytes"])
+    lines = [
+        f"Object census at the end of the profile window ({services:,} services): "
+        f"{mem['objects']:,} live Python objects, {total / 2**20:,.1f} MiB by sys.getsizeof "
+        f"(shallow sizes; allocator overhead and fragmentation not included) of "
+        f"{mem['rss_kib'] / 1024:,.1f} MiB RSS; {total / services / 1024:,.1f} KiB and "
+        f"{mem['objects'] / services:,.0f} objects per service if all of it were per service.",
+        "",
+    ]
+    rows = [
+        [f"`{t['type']}`", f"{t['count']:,}", fmt(t["bytes"] / 2**20, 2),
+         fmt(t["count"] / services, 1)]
+        for t in mem["types"][:20]
+    ]  # fmt: skip
+    return lines + _table(["type", "objects", "MiB", "objects / service"], rows)

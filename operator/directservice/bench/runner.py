@@ -57,7 +57,9 @@ def run(s: Settings) -> Results:
     res = Results(settings=s, meta=machine_meta())
     sizes = fleet_sizes(s)
     tools = resolve()
-    version = subprocess.run([str(tools.etcd), "--version"], capture_output=True, text=True)
+    version = subprocess.run(
+        [str(tools.etcd), "--version"], capture_output=True, text=True, check=False
+    )
     res.meta["etcd"] = (version.stdout.split("\n")[0].split(":")[-1] or "?").strip()
     print(f"bench: work dir {s.workdir}", flush=True)
     with ControlPlane(tools) as cp:
@@ -74,7 +76,7 @@ def run(s: Settings) -> Results:
             env.stop_operator()
             watcher.stop()
             emulator.stop()
-            api.close()
+            api.close()  # type: ignore[no-untyped-call]
     return res
 
 
@@ -86,7 +88,7 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
         print(f"== large service: {s.large_instances:,} instances", flush=True)
         res.large = run_large(env, s)
     for n in sizes:
-        print(f"== fleet: {n:,} services × {s.instances} instances", flush=True)
+        print(f"== fleet: {n:,} services x {s.instances} instances", flush=True)
         result = run_level(env, n, s)
         res.levels.append(result)
         print(summary_line(result), flush=True)
@@ -124,10 +126,13 @@ def run_profile(env: Env, n: int, s: Settings, res: Results) -> None:
     operator.begin()
     time.sleep(s.profile_seconds)
     after = procfs.sample(operator.pid)
-    session = operator.end()
+    operator.end()
     res.profile_cpu_pct = procfs.cpu_percent(before, after)
-    res.profile = analyse(load_records(session))
+    res.profile = analyse(load_records(out))
     res.profile_text = (out / "profile.txt").read_text()
+    census = json.loads((out / "census.json").read_text())
+    census["rss_kib"] = after.rss_kib
+    res.memory = census
     env.stop_operator()
 
 

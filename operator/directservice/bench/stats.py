@@ -5,6 +5,7 @@ No I/O here, so every formula the report depends on is unit-tested on its own.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -78,21 +79,21 @@ def poll_gaps(times_by_service: Mapping[str, Iterable[float]]) -> list[float]:
     gaps: list[float] = []
     for times in times_by_service.values():
         ordered = sorted(times)
-        gaps.extend(b - a for a, b in zip(ordered, ordered[1:], strict=False))
+        gaps.extend(b - a for a, b in itertools.pairwise(ordered))
     return gaps
 
 
 def lateness(gaps: Iterable[float], interval: float) -> list[float]:
-    """gap − interval per gap. The operator draws each delay from interval × U(0.95, 1.05),
+    """gap - interval per gap. The operator draws each delay from interval x U(0.95, 1.05),
     so a punctual timer yields values spread evenly over ±5 % of the interval (mean 0);
     anything beyond that spread, and the mean, is real lateness."""
     return [gap - interval for gap in gaps]
 
 
-def lateness_beyond_jitter(gaps: Iterable[float], interval: float, jitter: float = 0.05) -> list[
-    float
-]:
-    """max(0, gap − interval × (1 + jitter)): lateness no jitter draw can explain (a lower
+def lateness_beyond_jitter(
+    gaps: Iterable[float], interval: float, jitter: float = 0.05
+) -> list[float]:
+    """max(0, gap - interval x (1 + jitter)): lateness no jitter draw can explain (a lower
     bound of the true lateness of each poll)."""
     bound = interval * (1.0 + jitter)
     return [max(0.0, gap - bound) for gap in gaps]
@@ -112,9 +113,10 @@ def times_by_service(
     for entry in log:
         when = entry.get("time")
         name = entry.get("service")
-        if isinstance(name, str) and name in wanted and isinstance(when, int | float):
-            if start <= when <= end:
-                found[name].append(float(when))
+        if not isinstance(name, str) or name not in wanted or not isinstance(when, int | float):
+            continue
+        if start <= when <= end:
+            found[name].append(float(when))
     return found
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
+from .errors import ConfigError
 from .faults import FaultError, parse_fault
-from .state import ConfigError, EmulatorState, parse_service
+from .state import EmulatorState, parse_service
 
 
 def admin_routes(state: EmulatorState) -> list[web.RouteDef]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,9 +15,11 @@ from urllib.parse import quote
 import requests
 
 from .eas import UPSTREAMS_PATHS
+from .modelarts import ENDPOINTS_PATH, TOKENS_PATH
 from .server import DEFAULT_FLAVOURS, RunningServer, create_app, start_server
 from .serving import Flavour
-from .state import DEFAULT_LOG_SIZE, EmulatorState, load_config, parse_config
+from .state import DEFAULT_LOG_SIZE, EmulatorState, load_document, parse_config
+from .tls import SelfSigned, self_signed
 
 ADMIN_TIMEOUT = 10.0
 
@@ -28,9 +32,11 @@ class EmulatorThread:
     """The emulator on its own event loop in a daemon thread, bound to a free loopback port.
 
     ``services`` has the shape of the config file's ``services`` mapping (a bare list stands
-    for ``{"instances": [...]}``); ``config`` names a config file instead. The helper methods
-    go through the HTTP admin API, so tests exercise it too; ``state`` is the in-process
-    state for the rare check the admin API cannot express.
+    for ``{"instances": [...]}``); ``config`` names a config file instead, and ``iam`` /
+    ``modelarts`` give the config file's sections of those names. ``tls`` also serves
+    everything over HTTPS with a fresh self-signed certificate (``https_url``, ``tls``). The
+    helper methods go through the HTTP admin API, so tests exercise it too; ``state`` is the
+    in-process state for the rare check the admin API cannot express.
     """
 
     def __init__(
@@ -44,14 +50,22 @@ class EmulatorThread:
         log_size: int = DEFAULT_LOG_SIZE,
         flavours: Sequence[type[Flavour]] = DEFAULT_FLAVOURS,
         start_timeout: float = 10.0,
+        iam: Mapping[str, Any] | None = None,
+        modelarts: Mapping[str, Any] | None = None,
+        tls: bool = False,
     ) -> None:
-        loaded = load_config(config) if config is not None else {}
+        document = load_document(config) if config is not None else None
+        loaded = parse_config(document)
         spec = {
             name: {"instances": value} if isinstance(value, list) else value
             for name, value in (services or {}).items()
         }
         loaded.update(parse_config({"services": spec}))
         self.state = EmulatorState(loaded.values(), log_size=log_size)
+        self.state.configure(document)
+        self.state.configure({"iam": iam, "modelarts": modelarts})
+        self._tls_dir = Path(tempfile.mkdtemp(prefix="emulator-tls-")) if tls else None
+        self.tls: SelfSigned | None = None
         self._host, self._port = host, port
         self._log_requests = log_requests
         self._flavours = tuple(flavours)
@@ -88,6 +102,8 @@ class EmulatorThread:
             if thread.is_alive():
                 raise RuntimeError("emulator thread did not stop")
         self._session.close()
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
 
     def __enter__(self) -> EmulatorThread:
         return self.start()
@@ -112,7 +128,11 @@ class EmulatorThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         app = create_app(self.state, flavours=self._flavours, log_requests=self._log_requests)
-        self._server = await start_server(app, self._host, self._port)
+        context = None
+        if self._tls_dir is not None:
+            self.tls = await asyncio.to_thread(self_signed, self._tls_dir)
+            context = self.tls.server_context()
+        self._server = await start_server(app, self._host, self._port, ssl_context=context)
         self._ready.set()
         try:
             await self._stop.wait()
@@ -133,6 +153,42 @@ class EmulatorThread:
         if self._server is None:
             raise RuntimeError("emulator not started")
         return self._server.port
+
+    @property
+    def https_url(self) -> str:
+        """Base URL of the HTTPS listener (needs ``tls=True``)."""
+        if self._server is None or self._server.https_url is None:
+            raise RuntimeError("emulator not started with tls=True")
+        return self._server.https_url
+
+    def modelarts_url(self, project: str, service: str) -> str:
+        """The ModelArts host_endpoints URL (with its ?type=host_endpoints query)."""
+        path = ENDPOINTS_PATH.replace("{project}", quote(project, safe=""))
+        path = path.replace("{service}", quote(service, safe=""))
+        return f"{self.url}{path}?type=host_endpoints"
+
+    @property
+    def iam_url(self) -> str:
+        """What spec.provider.modelArts.iamEndpoint should be; logins go to {this}/v3/..."""
+        return self.url
+
+    def login(self, user: str, password: str, domain: str, project: str) -> str:
+        """A token from the emulated IAM, as a client would get it."""
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": user, "password": password, "domain": {"name": domain}}
+                    },
+                },
+                "scope": {"project": {"id": project}},
+            }
+        }
+        response = self._session.post(self.url + TOKENS_PATH, json=body, timeout=ADMIN_TIMEOUT)
+        if response.status_code != 201:
+            raise AdminError(f"login refused: {response.status_code} {response.text}")
+        return str(response.headers["X-Subject-Token"])
 
     def upstreams_url(self, service: str, *, new_api: bool = False) -> str:
         """The PAI-EAS discovery URL of ``service`` (``new_api``: the servicediscovery path)."""
@@ -184,6 +240,36 @@ class EmulatorThread:
 
     def reset_requests(self) -> None:
         self._admin("POST", "/admin/requests/reset")
+
+    def put_iam_user(
+        self,
+        name: str,
+        password: str,
+        domain: str,
+        projects: Sequence[Mapping[str, str]] = (),
+        *,
+        keep_tokens: bool = False,
+    ) -> dict[str, Any]:
+        """Create or replace an IAM user; a new password revokes its tokens unless kept."""
+        body = {
+            "password": password,
+            "domain": domain,
+            "projects": list(projects),
+            "keep_tokens": keep_tokens,
+        }
+        return self._admin("PUT", f"/admin/iam/users/{quote(name, safe='')}", body)
+
+    def revoke_tokens(self, user: str | None = None) -> int:
+        """Invalidate issued tokens (of one user, or all): the API then answers 401."""
+        return int(self._admin("POST", "/admin/iam/revoke", {"user": user})["revoked"])
+
+    def iam(self) -> dict[str, Any]:
+        """Users (without passwords), token counts, and logins per user."""
+        return self._admin("GET", "/admin/iam")
+
+    def set_modelarts_shape(self, **shape: Any) -> dict[str, Any]:
+        """Change the ModelArts answer shape (list, rename, drop, defaults)."""
+        return self._admin("PUT", "/admin/modelarts/shape", shape)
 
     def _admin(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -9,11 +10,12 @@ from aiohttp import web
 
 from .admin import admin_routes
 from .eas import EasFlavour
+from .modelarts import ModelArtsFlavour
 from .serving import Flavour
 from .state import EmulatorState
 
 # Every discovery API the emulator speaks; a new provider adds its Flavour subclass here.
-DEFAULT_FLAVOURS: tuple[type[Flavour], ...] = (EasFlavour,)
+DEFAULT_FLAVOURS: tuple[type[Flavour], ...] = (EasFlavour, ModelArtsFlavour)
 STATE_KEY = web.AppKey("directservice_emulator_state", EmulatorState)
 # Handlers still waiting out a delay fault are cancelled after this long on shutdown.
 SHUTDOWN_TIMEOUT = 0.5
@@ -40,24 +42,47 @@ class RunningServer:
     runner: web.AppRunner
     host: str
     port: int
+    tls_port: int | None = None  # the same app over HTTPS, when asked for
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def https_url(self) -> str | None:
+        return None if self.tls_port is None else f"https://{self._host}:{self.tls_port}"
+
+    @property
+    def _host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
 
     async def stop(self) -> None:
         await self.runner.cleanup()
 
 
-async def start_server(app: web.Application, host: str, port: int) -> RunningServer:
+async def start_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    tls_port: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> RunningServer:
+    """Serve `app` on host:port, and also over HTTPS on tls_port when an ssl_context is given."""
     # Our own request log replaces aiohttp's access log.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
+        if ssl_context is not None:
+            await web.TCPSite(runner, host, tls_port or 0, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
-    bound_port = int(runner.addresses[0][1])
-    return RunningServer(runner=runner, host=host, port=bound_port)
+    ports = [int(address[1]) for address in runner.addresses]
+    return RunningServer(
+        runner=runner,
+        host=host,
+        port=ports[0],
+        tls_port=ports[1] if ssl_context is not None else None,
+    )

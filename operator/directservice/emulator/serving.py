@@ -32,6 +32,8 @@ INTERESTING_HEADERS = (
     "Authorization",
     "X-Auth-Token",
     "X-Request-Id",
+    "X-Sdk-Date",
+    "X-Project-Id",
 )
 # Claims to be JSON but is not, like a proxy error page cut short.
 GARBAGE_BODY = '{"endpoints": {"items": [ <html><body>502 Bad Gateway</body></html>'
@@ -81,6 +83,10 @@ class Flavour(abc.ABC):
     @abc.abstractmethod
     def shaped(self, fault: Fault, service: str) -> Any:
         """The JSON document served for the empty, null and wrong_shape faults."""
+
+    def credential(self, request: web.Request) -> str | None:
+        """Who made the request, for per-credential counters (None: not counted)."""
+        return None
 
     def oversize_parts(self, service: str) -> tuple[bytes, bytes, bytes]:
         """Prefix, one list item and suffix of a valid oversize document."""
@@ -167,6 +173,7 @@ class Flavour(abc.ABC):
             status=status,
             fault=None if fault is None else str(fault),
             headers={h: request.headers[h] for h in INTERESTING_HEADERS if h in request.headers},
+            credential=self.credential(request),
         )
         self.state.record(entry)
         if self.log_requests:

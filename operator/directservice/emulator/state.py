@@ -18,15 +18,15 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 from .faults import Fault
+from .iam import IamState
 
 DEFAULT_WEIGHT = 100
 DEFAULT_LOG_SIZE = 10_000
 _SERVICE_KEYS = frozenset({"instances", "correlative", "fill_defaults"})
-
-
-class ConfigError(ValueError):
-    """The configuration file or an admin service body is invalid."""
+# Top-level config keys read by flavours (see EmulatorState.configure), not by parse_config.
+FLAVOUR_KEYS = frozenset({"iam", "modelarts"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def parse_config(data: Any) -> dict[str, Service]:
         return {}
     if not isinstance(data, Mapping):
         raise ConfigError("the config must be an object with a 'services' key")
-    unknown = set(data) - {"services"}
+    unknown = set(data) - {"services"} - FLAVOUR_KEYS
     if unknown:
         raise ConfigError(f"unknown top-level keys: {', '.join(sorted(map(str, unknown)))}")
     services = data.get("services")
@@ -114,6 +114,11 @@ def parse_config(data: Any) -> dict[str, Service]:
 
 def load_config(path: str | Path) -> dict[str, Service]:
     """Read a YAML or JSON config file (JSON is tried first; YAML covers the rest)."""
+    return parse_config(load_document(path))
+
+
+def load_document(path: str | Path) -> Any:
+    """The parsed config file, flavour sections included."""
     text = Path(path).read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -122,7 +127,7 @@ def load_config(path: str | Path) -> dict[str, Service]:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: neither JSON nor YAML: {exc}") from None
-    return parse_config(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class RequestRecord:
     status: int | None
     fault: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    credential: str | None = None  # who the flavour says called (e.g. "user:alice")
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -161,7 +167,28 @@ class EmulatorState:
         self._log: collections.deque[RequestRecord] = collections.deque(maxlen=log_size)
         self._per_service: collections.Counter[str] = collections.Counter()
         self._per_status: collections.Counter[str] = collections.Counter()
+        self._per_credential: collections.Counter[str] = collections.Counter()
         self._total = 0
+        # Flavour state: the emulated IAM, and each flavour's answer-shape knob.
+        self.iam = IamState()
+        self._shapes: dict[str, Any] = {}
+
+    def configure(self, data: Any) -> None:
+        """Load the flavour sections (``iam``, ``modelarts``) of a config document."""
+        if not isinstance(data, Mapping):
+            return
+        self.iam.configure(data.get("iam"))
+        modelarts = data.get("modelarts")
+        if isinstance(modelarts, Mapping) and "shape" in modelarts:
+            self.set_shape("modelarts", modelarts["shape"])
+
+    def shape(self, flavour: str) -> Any:
+        with self._lock:
+            return copy.deepcopy(self._shapes.get(flavour))
+
+    def set_shape(self, flavour: str, shape: Any) -> None:
+        with self._lock:
+            self._shapes[flavour] = copy.deepcopy(shape)
 
     # Services.
 
@@ -226,6 +253,8 @@ class EmulatorState:
             self._log.append(entry)
             self._per_service[entry.service] += 1
             self._per_status["closed" if entry.status is None else str(entry.status)] += 1
+            if entry.credential is not None:
+                self._per_credential[entry.credential] += 1
             self._total += 1
 
     def request_log(self, service: str | None = None) -> list[RequestRecord]:
@@ -238,6 +267,7 @@ class EmulatorState:
                 "total": self._total,
                 "per_service": dict(self._per_service),
                 "per_status": dict(self._per_status),
+                "per_credential": dict(self._per_credential),
                 # How many records fell out of the bounded log.
                 "dropped": self._total - len(self._log),
             }
@@ -247,4 +277,5 @@ class EmulatorState:
             self._log.clear()
             self._per_service.clear()
             self._per_status.clear()
+            self._per_credential.clear()
             self._total = 0

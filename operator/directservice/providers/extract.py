@@ -76,18 +76,23 @@ def get_path(doc: Any, path: str) -> Any:
     return node
 
 
-def _has_address(item: Any) -> bool:
-    return isinstance(item, Mapping) and any(k in item for k in (*ADDRESS_KEYS, *URL_KEYS))
+def _has_address(item: Any, ip_path: str | None) -> bool:
+    if not isinstance(item, Mapping):
+        return False
+    if ip_path is not None:  # the user said where the address is: look there only
+        return get_path(item, ip_path) is not MISSING
+    return any(k in item for k in (*ADDRESS_KEYS, *URL_KEYS))
 
 
-def _instance_list(value: Any) -> bool:
-    return isinstance(value, list) and any(_has_address(item) for item in value)
-
-
-def find_instance_list(doc: Any) -> list[Any] | None:
+def find_instance_list(doc: Any, ip_path: str | None = None) -> list[Any] | None:
     """The most plausible list of instances in `doc`, breadth first (shallow wins), preferred
-    keys before others. An empty or null list under a preferred key means "no instances" if
-    nothing better turns up; None means no candidate at all (a wrong shape)."""
+    keys before others; with `ip_path`, a list qualifies when its objects have that path.
+    An empty or null list under a preferred key means "no instances" if nothing better turns
+    up; None means no candidate at all (a wrong shape)."""
+
+    def _instance_list(value: Any) -> bool:
+        return isinstance(value, list) and any(_has_address(item, ip_path) for item in value)
+
     if isinstance(doc, list):
         return doc if not doc or _instance_list(doc) else None
     empty_seen = False
@@ -109,10 +114,10 @@ def find_instance_list(doc: Any) -> list[Any] | None:
     return [] if empty_seen else None
 
 
-def locate_list(payload: Any, list_path: str | None) -> list[Any]:
+def locate_list(payload: Any, list_path: str | None, ip_path: str | None = None) -> list[Any]:
     """The entry list: at `list_path` ("" is the top level) or, when None, searched for."""
     if list_path is None:
-        found = find_instance_list(payload)
+        found = find_instance_list(payload, ip_path)
         if found is None:
             raise DiscoveryError(
                 "WrongShape",

@@ -85,7 +85,9 @@ class PaiEasProvider:
         return parse_upstreams(decode_json(resp), self.allowed)
 
     def effective_interval(self, poll_interval: float) -> float:
-        return poll_interval if self.member is None else self.member.effective_interval(poll_interval)
+        return (
+            poll_interval if self.member is None else self.member.effective_interval(poll_interval)
+        )
 
     def close(self) -> None:
         if self.member is not None:

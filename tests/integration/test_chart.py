@@ -1,0 +1,650 @@
+"""The Helm chart: lint, what each mode renders, the values schema, and the real API server.
+
+helm is the binary built from its Go module (tools.resolve()). Rendered objects are checked
+for what the operator relies on (security context, probes, flags, RBAC per mode), then sent
+to a real kube-apiserver: as a server-side dry run, and as a real `helm install` and
+`helm uninstall` into a control plane of the test's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from clusterhelpers import REPO, get_json
+from directservice.cli import build_parser
+from directservice.devenv import crdsync
+from directservice.devenv.controlplane import ControlPlane
+from directservice.devenv.tools import Tools
+
+pytestmark = pytest.mark.integration
+
+CHART = REPO / "charts" / "directservice-operator"
+CI = CHART / "ci"
+RELEASE = "dsvc"
+RELEASE_NS = "directservice-system"
+FULLNAME = "dsvc-directservice-operator"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+
+Docs = list[dict[str, Any]]
+
+
+class Helm:
+    """The built helm binary with its own cache/config/data folders."""
+
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary = binary
+        self.env = {f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}
+
+    def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def template(self, *values: Path, extra: tuple[str, ...] = ()) -> str:
+        argv = ["template", RELEASE, str(CHART), "--namespace", RELEASE_NS, *extra]
+        for path in values:
+            argv += ["--values", str(path)]
+        return self.run(*argv, check=True).stdout
+
+    def render(self, *values: Path) -> Docs:
+        return [doc for doc in yaml.safe_load_all(self.template(*values)) if doc]
+
+
+@pytest.fixture(scope="module")
+def helm(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(tools.helm, tmp_path_factory.mktemp("helm-home"))
+
+
+def kinds(docs: Docs) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        found.setdefault(doc["kind"], []).append(doc)
+    return found
+
+
+def only(docs: Docs, kind: str) -> dict[str, Any]:
+    found = kinds(docs).get(kind, [])
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def container(docs: Docs) -> dict[str, Any]:
+    spec = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert len(spec["containers"]) == 1
+    return dict(spec["containers"][0])
+
+
+def values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+# -- lint ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", ["", *sorted(p.name for p in CI.glob("*.yaml"))])
+def test_lint_is_clean(helm: Helm, values: str) -> None:
+    argv = ["lint", "--strict", str(CHART), "--namespace", RELEASE_NS]
+    if values:
+        argv += ["--values", str(CI / values)]
+    result = helm.run(*argv)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_ci_values_cover_each_mode() -> None:
+    assert {p.name for p in CI.glob("*.yaml")} >= {
+        "namespaced-values.yaml",
+        "ha-values.yaml",
+        "servicemonitor-values.yaml",
+    }
+
+
+# -- defaults: one cluster-wide standalone operator ---------------------------------------
+
+
+def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
+    docs = helm.render()
+    assert sorted(kinds(docs)) == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
+    )
+    deployment = only(docs, "Deployment")
+    assert deployment["metadata"]["namespace"] == RELEASE_NS
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    c = container(docs)
+    assert c["image"] == f"ghcr.io/directservice-operator/directservice-operator:{APP_VERSION}"
+    assert c["command"] == ["directservice"]
+    assert c["args"] == [
+        "run",
+        "--log-level=info",
+        "--log-format=json",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-address=0.0.0.0:9090",
+        "--min-poll-interval=1s",
+    ]
+    binding = only(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NS}
+    ]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == FULLNAME
+
+
+def test_pod_is_locked_down(helm: Helm) -> None:
+    docs = helm.render()
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    sc = container(docs)["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 65532
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in sc
+    # The only writable place is a small emptyDir at /tmp.
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    assert container(docs)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert container(docs)["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+
+
+def test_probes_hit_kopfs_liveness_endpoint(helm: Helm) -> None:
+    c = container(helm.render())
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8080, "metrics": 9090}
+    liveness = next(a for a in c["args"] if a.startswith("--liveness="))
+    assert liveness == "--liveness=http://0.0.0.0:8080/healthz"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+
+
+def test_metrics_service_targets_the_metrics_port(helm: Helm) -> None:
+    docs = helm.render()
+    service = only(docs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_every_flag_the_chart_passes_is_accepted_by_the_cli(helm: Helm) -> None:
+    """The container's args parse with the real `directservice` argument parser."""
+    for values in [[], [CI / "options-values.yaml"], [CI / "ha-values.yaml"]]:
+        args = container(helm.render(*values))["args"]
+        parsed = build_parser().parse_args(args)
+        assert parsed.command == "run"
+    args = container(helm.render(CI / "options-values.yaml", CI / "namespaced-values.yaml"))["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.namespace == ["team-a", "team-b"]
+    assert parsed.allowed_host == ["*.pai-eas.aliyuncs.com", "pai-eas-vpc.cn-shanghai.aliyuncs.com"]
+    assert sorted(parsed.rate_budget) == ["modelArts=20", "paiEas=600"]
+    assert (parsed.log_level, parsed.log_format, parsed.min_poll_interval) == (
+        "debug",
+        "text",
+        "2s",
+    )
+
+
+# -- RBAC per mode ------------------------------------------------------------------------
+
+# What operator/directservice/kube.py and handlers.py call, plus kopf's own needs.
+NAMESPACED_GRANTS = {
+    ("directservice.io", "directservices"): {"get", "list", "watch", "patch"},
+    ("directservice.io", "directservices/status"): {"patch"},
+    ("", "services"): {"list", "watch", "create", "patch", "delete"},
+    ("discovery.k8s.io", "endpointslices"): {
+        "list", "watch", "create", "update", "delete", "deletecollection",
+    },
+    ("", "events"): {"create"},
+    ("", "secrets"): {"get"},
+}  # fmt: skip
+
+
+def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    found: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                found.setdefault((group, resource), set()).update(rule["verbs"])
+    return found
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_code_calls(helm: Helm) -> None:
+    rules = only(helm.render(), "ClusterRole")["rules"]
+    assert grants(rules) == {
+        **NAMESPACED_GRANTS,
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
+
+
+def test_namespaced_mode_uses_roles_only(helm: Helm) -> None:
+    docs = helm.render(CI / "namespaced-values.yaml")
+    found = kinds(docs)
+    assert "ClusterRole" not in found and "ClusterRoleBinding" not in found
+    roles = {r["metadata"]["namespace"]: r for r in found["Role"]}
+    bindings = {b["metadata"]["namespace"]: b for b in found["RoleBinding"]}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    for ns, role in roles.items():
+        assert grants(role["rules"]) == NAMESPACED_GRANTS, ns
+        assert bindings[ns]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert bindings[ns]["subjects"] == [
+            {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NS}
+        ]
+    args = container(docs)["args"]
+    assert [a for a in args if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+    # No cluster-scoped object at all in namespaced mode.
+    cluster_scoped = [d["kind"] for d in docs if "namespace" not in d["metadata"]]
+    assert cluster_scoped == []
+
+
+def test_ha_needs_and_gets_peering(helm: Helm) -> None:
+    docs = helm.render(CI / "ha-values.yaml")
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--peering=directservice-operator" in container(docs)["args"]
+    peering = only(docs, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert peering["metadata"]["name"] == "directservice-operator"
+    rules = only(docs, "ClusterRole")["rules"]
+    kopf_rules = [r for r in rules if r["apiGroups"] == ["kopf.dev"]]
+    # Watching needs every peering object; writing is limited to ours, by name.
+    assert kopf_rules == [
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["clusterkopfpeerings"],
+            "verbs": ["list", "watch"],
+        },
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["clusterkopfpeerings", "clusterkopfpeerings/status"],
+            "resourceNames": ["directservice-operator"],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    pdb = only(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_ha_in_namespaced_mode_peers_per_namespace(helm: Helm) -> None:
+    docs = helm.render(CI / "ha-values.yaml", CI / "namespaced-values.yaml")
+    peerings = kinds(docs)["KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert "ClusterKopfPeering" not in kinds(docs)
+    for role in kinds(docs)["Role"]:
+        granted = grants(role["rules"])
+        assert granted[("kopf.dev", "kopfpeerings")] == {"list", "watch", "get", "patch"}
+
+
+def test_replicas_without_peering_fail(helm: Helm, tmp_path: Path) -> None:
+    bad = values_file(tmp_path, {"replicas": 2})
+    result = helm.run("template", RELEASE, str(CHART), "--values", str(bad))
+    assert result.returncode != 0
+    assert "replicas is 2 but peering.enabled is false" in result.stderr
+
+
+def test_servicemonitor_scrapes_the_metrics_service(helm: Helm) -> None:
+    assert "ServiceMonitor" not in kinds(helm.render())
+    docs = helm.render(CI / "servicemonitor-values.yaml")
+    monitor = only(docs, "ServiceMonitor")
+    service = only(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NS]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["honorLabels"] is True  # keep the DirectService's namespace label
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("15s", "5s")
+
+
+def test_options_reach_the_pod(helm: Helm) -> None:
+    docs = helm.render(CI / "options-values.yaml")
+    deployment = only(docs, "Deployment")
+    pod = deployment["spec"]["template"]
+    c = container(docs)
+    assert c["image"] == "registry.example.com/platform/directservice-operator:0.1.0"
+    assert c["imagePullPolicy"] == "Always"
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["spec"]["serviceAccountName"] == "dsvc-operator"
+    assert only(docs, "ServiceAccount")["metadata"]["annotations"] == {
+        "example.com/role": "discovery"
+    }
+    assert pod["metadata"]["labels"]["tier"] == "control"
+    assert pod["metadata"]["annotations"] == {"example.com/scrape": "true"}
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    for doc in docs:
+        assert doc["metadata"]["labels"]["team"] == "platform", doc["kind"]
+    # commonLabels never leak into the immutable selector.
+    assert "team" not in deployment["spec"]["selector"]["matchLabels"]
+
+
+# -- the values schema --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"replica": 1}, "additional properties 'replica' not allowed"),
+        ({"image": {"tga": "1"}}, "additional properties 'tga' not allowed"),
+        ({"peering": {"enabled": True, "nmae": "x"}}, "additional properties 'nmae' not allowed"),
+        ({"replicas": "two"}, "at '/replicas': got string, want integer"),
+        ({"watchNamespaces": "team-a"}, "at '/watchNamespaces': got string, want array"),
+        ({"logLevel": "verbose"}, "at '/logLevel': value must be one of"),
+        ({"logFormat": "xml"}, "at '/logFormat': value must be one of"),
+        ({"minPollInterval": "soon"}, "at '/minPollInterval'"),
+        ({"rateBudgets": {"paiEas": 0}}, "at '/rateBudgets/paiEas'"),
+        ({"rateBudgets": {"paiEas": "lots"}}, "at '/rateBudgets/paiEas'"),
+        ({"watchNamespaces": ["Team_A"]}, "at '/watchNamespaces/0'"),
+        ({"serviceMonitor": {"enabled": "yes"}}, "at '/serviceMonitor/enabled'"),
+        ({"resources": {"requests": {"cpu": "lots"}}}, "at '/resources/requests/cpu'"),
+        ({"tolerations": [{"key": "a", "operater": "Exists"}]}, "'operater' not allowed"),
+        ({"podLabels": {"tier": 3}}, "at '/podLabels/tier'"),
+    ],
+    ids=[
+        "typo-top-level", "typo-nested", "typo-in-peering", "replicas-string",
+        "namespaces-not-list", "log-level-enum", "log-format-enum", "duration",
+        "budget-zero", "budget-string", "namespace-invalid", "bool-as-string",
+        "quantity", "toleration-typo", "label-not-string",
+    ],
+)  # fmt: skip
+def test_schema_rejects_bad_values(
+    helm: Helm, tmp_path: Path, values: dict[str, Any], message: str
+) -> None:
+    bad = values_file(tmp_path, values)
+    for command in (["template", RELEASE], ["lint", "--strict"]):
+        result = helm.run(*command, str(CHART), "--values", str(bad))
+        assert result.returncode != 0, command
+        output = result.stdout + result.stderr
+        assert "values don't meet the specifications of the schema" in output, output
+        assert message in output, output
+
+
+def test_schema_is_strict_everywhere() -> None:
+    """Every object with fixed keys refuses unknown ones; maps constrain their values."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    # affinity's members are core/v1 types the API server validates in full.
+    passthrough = {"/global", "/affinity/nodeAffinity", "/affinity/podAffinity",
+                   "/affinity/podAntiAffinity"}  # fmt: skip
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and path not in passthrough:
+            if "properties" in node:
+                assert node.get("additionalProperties") is False, path
+            else:
+                assert isinstance(node.get("additionalProperties"), dict), path
+                assert "propertyNames" in node, path
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}/{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema, "")
+
+
+def _keys(values: dict[str, Any], prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for key, value in values.items():
+        found.add(prefix + key)
+        if isinstance(value, dict) and value:
+            found |= _keys(value, f"{prefix}{key}.")
+    return found
+
+
+def test_values_are_documented_line_by_line() -> None:
+    """Every key in values.yaml has a comment: on the line above or at the end of its line."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        above = lines[index - 1].strip() if index else ""
+        if not above.startswith("#") and " # " not in line:
+            undocumented.append(line)
+    assert undocumented == []
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def described(node: dict[str, Any], path: str) -> None:
+        assert node.get("description"), f"{path} has no description in the schema"
+        for key, child in node.get("properties", {}).items():
+            described(child, f"{path}.{key}")
+
+    for key, child in schema["properties"].items():
+        described(child, key)
+    assert _keys(yaml.safe_load((CHART / "values.yaml").read_text())) <= _keys(
+        _schema_skeleton(schema)
+    )
+
+
+def _schema_skeleton(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _schema_skeleton(child) if "properties" in child else {}
+        for key, child in schema.get("properties", {}).items()
+    }
+
+
+# -- the CRD copy -------------------------------------------------------------------------
+
+
+def test_chart_crd_is_an_exact_copy_of_the_manifest() -> None:
+    source = REPO / "manifests" / "crds" / "directservice.io_directservices.yaml"
+    copy = CHART / "crds" / source.name
+    assert copy.read_bytes() == source.read_bytes(), (
+        "the chart's CRD drifted from manifests/crds: run python -m directservice.devenv.crdsync"
+    )
+    assert crdsync.drifts() == []
+
+
+def test_crdsync_finds_and_fixes_drift(tmp_path: Path) -> None:
+    source, chart = tmp_path / "source", tmp_path / "chart"
+    source.mkdir()
+    chart.mkdir()
+    (source / "a.yaml").write_text("kind: A\n")
+    (source / "b.yaml").write_text("kind: B\n")
+    (chart / "a.yaml").write_text("kind: A  # edited by hand\n")
+    (chart / "kopf.yaml").write_text("kind: Extra\n")  # chart-only files are left alone
+    drifts = crdsync.drifts(source, chart)
+    assert [(d.source.name, d.missing) for d in drifts] == [("a.yaml", False), ("b.yaml", True)]
+    assert [d.copy.name for d in crdsync.sync(source, chart)] == ["a.yaml", "b.yaml"]
+    assert crdsync.drifts(source, chart) == []
+    assert (chart / "a.yaml").read_text() == "kind: A\n"
+    assert (chart / "kopf.yaml").read_text() == "kind: Extra\n"
+
+
+def test_crdsync_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert crdsync.main(["--check"]) == 0
+    assert "chart CRDs match manifests/crds" in capsys.readouterr().out
+    # As a module, the way the Makefile target runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "directservice.devenv.crdsync", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_kopf_peering_crds_are_what_kopf_looks_for() -> None:
+    from kopf._cogs.structs import references
+
+    crds = {
+        doc["spec"]["names"]["plural"]: doc
+        for doc in yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text())
+    }
+    for selector, scope in [
+        (references.CLUSTER_PEERINGS_K, "Cluster"),
+        (references.NAMESPACED_PEERINGS_K, "Namespaced"),
+    ]:
+        crd = crds[str(selector.any_name)]
+        assert crd["spec"]["group"] == selector.group
+        assert [v["name"] for v in crd["spec"]["versions"]] == [selector.version]
+        assert crd["spec"]["scope"] == scope
+        status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        assert status["x-kubernetes-preserve-unknown-fields"] is True
+
+
+# -- against the API server ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dry_run_cluster(tools: Tools) -> Iterator[ControlPlane]:
+    """A control plane with the chart's CRDs and the namespaces its objects go to.
+
+    A server-side dry run stores nothing, so objects that need a namespace or a CRD from
+    the same batch would be refused; those exist beforehand, as in a prepared cluster.
+    """
+    with ControlPlane(tools, crd_dir=CHART / "crds") as cp:
+        for ns in (RELEASE_NS, "team-a", "team-b"):
+            cp.kubectl("create", "namespace", ns)
+        yield cp
+
+
+def _servicemonitor_crd_installed(cp: ControlPlane) -> bool:
+    out = cp.kubectl("api-resources", "--api-group=monitoring.coreos.com", "-o", "name").stdout
+    return "servicemonitors.monitoring.coreos.com" in out.split()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["namespaced-values.yaml"],
+        ["ha-values.yaml"],
+        ["ha-values.yaml", "namespaced-values.yaml"],
+        ["options-values.yaml"],
+        ["servicemonitor-values.yaml"],
+    ],
+    ids=["defaults", "namespaced", "ha", "ha-namespaced", "options", "servicemonitor"],
+)
+def test_server_side_dry_run_accepts_the_rendered_chart(
+    helm: Helm, dry_run_cluster: ControlPlane, values: list[str]
+) -> None:
+    docs = helm.render(*(CI / v for v in values))
+    # This control plane has no prometheus-operator CRDs, so a ServiceMonitor cannot be
+    # checked by it: that object alone is left out (its shape is tested above).
+    assert not _servicemonitor_crd_installed(dry_run_cluster)
+    sent = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    body = "\n---\n".join(yaml.safe_dump(d) for d in sent)
+    result = dry_run_cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-f", "-", input=body, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("serverside-applied (server dry run)") == len(sent)
+    assert "Warning" not in result.stderr, result.stderr
+
+
+def test_notes_say_what_to_do_next(helm: Helm, dry_run_cluster: ControlPlane) -> None:
+    def notes(*values: str) -> str:
+        argv = ["install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--dry-run=server"]
+        argv += ["--kubeconfig", str(dry_run_cluster.kubeconfig)]
+        for name in values:
+            argv += ["--values", str(CI / name)]
+        result = helm.run(*argv)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("NOTES:", 1)[1]
+
+    default = notes()
+    assert "kubectl apply -f -" in default
+    assert "kubectl get dsvc" in default
+    assert "dig +short mnist.default.svc.cluster.local" in default
+    namespaced = notes("namespaced-values.yaml")
+    assert "only these namespaces: team-a, team-b" in namespaced
+    assert "namespace: team-a" in namespaced and "mnist.team-a.svc" in namespaced
+    assert "one works, the others stand by" in notes("ha-values.yaml")
+
+
+@pytest.fixture
+def bare_cluster(tools: Tools) -> Iterator[ControlPlane]:
+    """A control plane without any CRD: `helm install` has to bring them."""
+    with ControlPlane(tools, crd_dir=None) as cp:
+        yield cp
+
+
+def test_helm_install_and_uninstall_for_real(helm: Helm, bare_cluster: ControlPlane) -> None:
+    cp = bare_cluster
+    kube = ("--kubeconfig", str(cp.kubeconfig))
+    result = helm.run(
+        "install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--create-namespace",
+        "--values", str(CI / "ha-values.yaml"), *kube,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "STATUS: deployed" in result.stdout
+    # crds/ came first (DirectService and kopf's peering CRDs), then the peering object that
+    # needs one of them, in the same install.
+    for crd in ("directservices.directservice.io", "clusterkopfpeerings.kopf.dev",
+                "kopfpeerings.kopf.dev"):  # fmt: skip
+        cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    assert get_json(cp, "clusterkopfpeering", "directservice-operator")["kind"] == (
+        "ClusterKopfPeering"
+    )
+    deployment = get_json(cp, "deployment", FULLNAME, "-n", RELEASE_NS)
+    assert deployment["spec"]["replicas"] == 2
+    assert get_json(cp, "clusterrole", FULLNAME)["rules"]
+    assert get_json(cp, "pdb", FULLNAME, "-n", RELEASE_NS)["spec"]["maxUnavailable"] == 1
+
+    upgraded = helm.run(
+        "upgrade", RELEASE, str(CHART), "--namespace", RELEASE_NS,
+        "--values", str(CI / "ha-values.yaml"), "--set", "logLevel=debug", *kube,
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    args = get_json(cp, "deployment", FULLNAME, "-n", RELEASE_NS)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--log-level=debug" in args
+
+    removed = helm.run("uninstall", RELEASE, "--namespace", RELEASE_NS, "--wait", *kube)
+    assert removed.returncode == 0, removed.stderr
+    for args in (
+        ("deployment", FULLNAME, "-n", RELEASE_NS),
+        ("clusterrole", FULLNAME),
+        ("clusterrolebinding", FULLNAME),
+        ("clusterkopfpeering", "directservice-operator"),
+    ):
+        gone = cp.kubectl("get", *args, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, args
+    # Helm never deletes what crds/ installed: DirectServices survive an uninstall.
+    assert cp.kubectl("get", "crd", "directservices.directservice.io", check=False).returncode == 0
