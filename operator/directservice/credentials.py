@@ -75,6 +75,15 @@ def header_value(value: str, what: str) -> str:
     return text
 
 
+def scrub(text: str, values: tuple[str, ...]) -> str:
+    """`text` with every secret value in `values` replaced: belt and braces for text that
+    came from a server, which might echo a credential back (error pages, odd entries)."""
+    for value in values:
+        if len(value) >= 4:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
 def digest(*parts: str) -> str:
     """A short stable fingerprint of credential material, safe to log and to use as a key."""
     raw = json.dumps(parts, separators=(",", ":")).encode()

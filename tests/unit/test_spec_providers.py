@@ -103,7 +103,7 @@ def test_modelarts_errors(spec: dict[str, Any], needle: str) -> None:
 def test_modelarts_budget_is_capped_at_the_account_limit() -> None:
     spec = {**model_arts(), "rateBudget": {"callsPerMinute": 2000}}
     assert parse_spec(spec).calls_per_minute == 2000
-    with pytest.raises(SpecError, match="1..2000 for modelArts"):
+    with pytest.raises(SpecError, match=r"1\.\.2000 for modelArts"):
         parse_spec({**model_arts(), "rateBudget": {"callsPerMinute": 2001}})
 
 

@@ -50,6 +50,7 @@ class Tools:
     kubectl: Path
     coredns: Path
     helm: Path
+    promtool: Path
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,12 @@ KUBERNETES = GoBuild(
 )
 COREDNS = GoBuild("coredns", "github.com/coredns/coredns", (".",), ("coredns",))
 HELM = GoBuild("helm", "helm.sh/helm/v3", ("helm.sh/helm/v3/cmd/helm",), ("helm",))
+PROMTOOL = GoBuild(
+    "promtool",
+    "github.com/prometheus/prometheus",
+    ("github.com/prometheus/prometheus/cmd/promtool",),
+    ("promtool",),
+)
 
 
 def _go() -> str:
@@ -279,8 +286,10 @@ def ensure() -> tuple[Tools, list[Outcome]]:
     apiserver, kubectl = _kubernetes(cache, assets, outcomes)
     coredns = ensure_go_build(COREDNS, cache)
     helm = ensure_go_build(HELM, cache)
-    outcomes += [coredns, helm]
-    return Tools(etcd, apiserver, kubectl, coredns.paths[0], helm.paths[0]), outcomes
+    promtool = ensure_go_build(PROMTOOL, cache)
+    outcomes += [coredns, helm, promtool]
+    tools = Tools(etcd, apiserver, kubectl, coredns.paths[0], helm.paths[0], promtool.paths[0])
+    return tools, outcomes
 
 
 def resolve() -> Tools:

@@ -10,8 +10,9 @@ from typing import Any, Protocol
 from yarl import URL
 
 from directservice.budget import BudgetKey, Member
+from directservice.credentials import scrub
 from directservice.httpclient import HttpClient, HttpResponse, parse_retry_after
-from directservice.model import Discovery, DiscoveryError
+from directservice.model import Discovery, DiscoveryError, DroppedEntry
 from directservice.spec import Timeouts
 
 # Vendor error codes look like "APIGW.0301" or "ModelArts.0104"; only text of this shape is
@@ -62,6 +63,25 @@ async def budgeted_request(
     if resp.status == 429 and member is not None:
         member.throttled(parse_retry_after(resp.headers.get("Retry-After")))
     return resp
+
+
+def scrub_discovery(result: Discovery, secrets: tuple[str, ...]) -> Discovery:
+    """Dropped-entry labels come from the server: make sure none repeats a credential."""
+    if not secrets or not result.dropped:
+        return result
+    dropped = tuple(
+        DroppedEntry(entry=scrub(d.entry, secrets), reason=scrub(d.reason, secrets))
+        for d in result.dropped
+    )
+    return Discovery(instances=result.instances, dropped=dropped)
+
+
+def scrub_error(exc: DiscoveryError, secrets: tuple[str, ...]) -> DiscoveryError:
+    """The same error with any credential in its message replaced (normally a no-op)."""
+    message = scrub(exc.message, secrets)
+    if message == exc.message:
+        return exc
+    return DiscoveryError(exc.reason, message, retry_after=exc.retry_after)
 
 
 def error_code(resp: HttpResponse) -> str | None:

@@ -190,6 +190,17 @@ def build_instance(
     )
 
 
+def _label(item: Mapping[str, Any], fields: FieldPaths, guess: bool) -> str:
+    """ip:port of a dropped entry as the user would recognise it; only the address and port
+    fields are ever shown (never other fields, which might hold secrets)."""
+    if guess and fields.ip is None and fields.port is None:
+        return describe_entry(item)
+    ip = _read(item, fields.ip, (*ADDRESS_KEYS, *URL_KEYS) if guess else ())
+    port = _read(item, fields.port, PORT_KEYS if guess else ())
+    shown = [v if isinstance(v, str | int | float) else "?" for v in (ip, port)]
+    return f"{shown[0]}:{shown[1]}"[:80]
+
+
 def parse_entries(
     items: Iterable[Any], fields: FieldPaths, allowed: Sequence[Network], *, guess: bool
 ) -> Discovery:
@@ -203,5 +214,5 @@ def parse_entries(
         try:
             instances.append(build_instance(item, fields, allowed, guess=guess))
         except EntryError as exc:
-            dropped.append(DroppedEntry(entry=describe_entry(item), reason=str(exc)))
+            dropped.append(DroppedEntry(entry=_label(item, fields, guess), reason=str(exc)))
     return accept(instances, dropped)

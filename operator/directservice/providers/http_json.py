@@ -15,9 +15,15 @@ from directservice.budget import BudgetKey, Member
 from directservice.credentials import SecretReader, header_value, read_keys
 from directservice.entries import DEFAULT_ALLOWED_CIDRS, Network
 from directservice.httpclient import HttpClient
-from directservice.model import Discovery
+from directservice.model import Discovery, DiscoveryError
 from directservice.provider_specs import HttpJsonSpec
-from directservice.providers.base import budgeted_request, check_status, decode_json
+from directservice.providers.base import (
+    budgeted_request,
+    check_status,
+    decode_json,
+    scrub_discovery,
+    scrub_error,
+)
 from directservice.providers.extract import locate_list, parse_entries
 from directservice.spec import Timeouts
 
@@ -42,6 +48,7 @@ class HttpJsonProvider:
         self.secrets = secrets
         self.allowed = tuple(allowed)
         self.member = member
+        self._used: list[str] = []
         # Keyed by host: callers of one endpoint share its limits (and its 429 pauses).
         self.budget = BudgetKey(
             f"httpJson/{URL(spec.url).host_port_subcomponent}", calls_per_minute
@@ -56,10 +63,22 @@ class HttpJsonProvider:
             ref = header.secret
             values = await read_keys(self.secrets, self.namespace, ref.name, (ref.key,))
             what = f"key {ref.key} of Secret {self.namespace}/{ref.name} (header {header.name})"
+            self._used.append(values[ref.key].strip())
             out[header.name] = header_value(values[ref.key], what)
         return out
 
     async def discover(self, http: HttpClient) -> Discovery:
+        self._used = []  # Secret values this poll sent, kept out of all messages
+        try:
+            result = await self._discover(http)
+        except DiscoveryError as exc:
+            clean = scrub_error(exc, tuple(self._used))
+            if clean is exc:
+                raise
+            raise clean from None  # the original, with the secret, must not be chained
+        return scrub_discovery(result, tuple(self._used))
+
+    async def _discover(self, http: HttpClient) -> Discovery:
         resp = await budgeted_request(
             http,
             self.member,

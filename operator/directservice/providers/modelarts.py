@@ -29,7 +29,14 @@ from directservice.entries import DEFAULT_ALLOWED_CIDRS, Network
 from directservice.httpclient import HttpClient, HttpResponse, redact_url
 from directservice.model import Discovery, DiscoveryError
 from directservice.provider_specs import AUTH_ACCESS_KEY, AUTH_TOKEN, FieldPaths, ModelArtsSpec
-from directservice.providers.base import budgeted_request, check_status, decode_json, error_code
+from directservice.providers.base import (
+    budgeted_request,
+    check_status,
+    decode_json,
+    error_code,
+    scrub_discovery,
+    scrub_error,
+)
 from directservice.providers.extract import locate_list, parse_entries
 from directservice.providers.iam import IamCredentials, fetch_token
 from directservice.spec import Timeouts
@@ -102,8 +109,20 @@ class ModelArtsProvider:
         self.utcnow = utcnow or (lambda: datetime.datetime.now(datetime.UTC))
         self.url = endpoints_url(spec)
         self.secret_label = f"Secret {namespace}/{spec.secret_name}"
+        self._used: list[str] = []
 
     async def discover(self, http: HttpClient) -> Discovery:
+        self._used = []  # credentials this poll used, kept out of all messages
+        try:
+            result = await self._discover(http)
+        except DiscoveryError as exc:
+            clean = scrub_error(exc, tuple(self._used))
+            if clean is exc:
+                raise
+            raise clean from None  # the original, with the credential, must not be chained
+        return scrub_discovery(result, tuple(self._used))
+
+    async def _discover(self, http: HttpClient) -> Discovery:
         auth = await self._auth(http)
         resp = await self._call(http, auth)
         if auth.cache_key is not None and token_refused(resp):
@@ -134,11 +153,13 @@ class ModelArtsProvider:
         if spec.auth_method == AUTH_TOKEN:
             values = await read_keys(self.secrets, ns, spec.secret_name, (spec.token_key,))
             what = f"key {spec.token_key} of {self.secret_label}"
+            self._used.append(values[spec.token_key].strip())
             token = header_value(values[spec.token_key], what)
             budget = BudgetKey(f"modelArts/token-{digest(token)}", self.calls_per_minute)
             return _Auth(budget, lambda: {"X-Auth-Token": token})
         if spec.auth_method == AUTH_ACCESS_KEY:
             values = await read_keys(self.secrets, ns, spec.secret_name, ACCESS_KEYS)
+            self._used += [values["secretKey"]]
             access = header_value(values["accessKey"], f"key accessKey of {self.secret_label}")
             secret = values["secretKey"]
             budget = BudgetKey(f"modelArts/ak-{digest(access)}", self.calls_per_minute)
@@ -166,6 +187,7 @@ class ModelArtsProvider:
             or (None if "projectName" in values else spec.project_id),
             project_name=values.get("projectName"),
         )
+        self._used.append(creds.password)
         key = creds.fingerprint(iam)
 
         async def login() -> Any:
@@ -175,6 +197,7 @@ class ModelArtsProvider:
             )
 
         token = await self.tokens.get_or_fetch(key, login)
+        self._used.append(token.value)
         value = header_value(token.value, "the token IAM issued")
         budget = BudgetKey(f"modelArts/user-{creds.identity(iam)}", self.calls_per_minute)
         return _Auth(budget, lambda: {"X-Auth-Token": value}, cache_key=key, token=token)
