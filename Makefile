@@ -41,6 +41,7 @@ lint: venv ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff format --check operator tests
 	$(VENV)/bin/mypy
 	$(PY) -m directservice.devenv.crdsync --check
+	$(PY) -m directservice.devenv.crdref --check
 
 fmt: venv ## Format and autofix with ruff
 	$(VENV)/bin/ruff format operator tests
@@ -51,6 +52,9 @@ demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show
 
 bench: tools ## Benchmarks against the real control plane; writes docs/benchmarks.md
 	$(PY) -m directservice.bench $(BENCH_ARGS)
+
+docs: venv ## Regenerate docs/crd-reference.md from the CRD (manifests/crds)
+	$(PY) -m directservice.devenv.crdref
 
 sync-crds: venv ## Copy the CRD (manifests/crds, the single source) into the Helm chart
 	$(PY) -m directservice.devenv.crdsync

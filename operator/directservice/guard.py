@@ -9,7 +9,7 @@ A different shrinking answer restarts the count, since it is not the one that wa
 
 Usage, once per successful poll (the reconciler keeps the returned state):
 
-    verdict = check_shrink(published_ids, answer_ids, policy, state)
+    verdict = check_shrink(published_ids, answer_ids, policy, state, source_changed=...)
     state = verdict.state
     if verdict.apply: publish(answer) else: report("ShrinkHeld", verdict.message)
 
@@ -88,13 +88,21 @@ def check_shrink(
     answer: Collection[EndpointId],
     policy: ShrinkPolicy,
     state: GuardState = GuardState(),
+    *,
+    source_changed: bool = False,
 ) -> Verdict:
-    """Apply or hold `answer` given what is `published`; see the module docstring."""
+    """Apply or hold `answer` given what is `published`; see the module docstring.
+
+    source_changed: spec.provider differs from the one that produced the published
+    endpoints (the user pointed the DirectService elsewhere, or edited a static list). The
+    guard protects against a source misbehaving, not against the user's own edit, so the
+    first answer from the new source applies at once.
+    """
     current = frozenset(published)
     proposed = frozenset(answer)
     removed = len(current - proposed)
     # Integer comparison: removed/published > max_percent/100, without float rounding.
-    if not current or removed * 100 <= policy.max_percent * len(current):
+    if source_changed or not current or removed * 100 <= policy.max_percent * len(current):
         return Verdict(apply=True, state=GuardState(), removed=removed, published=len(current))
     seen = state.seen + 1 if state.pending == proposed else 1
     if seen >= policy.confirmations:

@@ -136,6 +136,9 @@ async def cleanup_owned(
     **kwargs: Any,
 ) -> None:
     """Remove what we created: clusters without a garbage collector keep it otherwise."""
+    reconciler = memo.get("reconciler")
+    if reconciler is not None:
+        await reconciler.close()  # no poll may write after the cleanup below
     found = list(kwargs["dsvc_services"].get((namespace, name), ()))
     ours = bool(found) and found[0] is not None and found[0].owner_uid == uid
     await memo.writer.delete_owned(Owner(str(namespace), name, uid), service_is_ours=ours)

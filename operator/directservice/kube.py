@@ -53,10 +53,19 @@ def _refused(exc: ApiException, what: str) -> WriteError:
     if exc.status == 409:
         return WriteError("Conflict", f"{what}: changed meanwhile, will retry", 409)
     if exc.status == 422:
-        return WriteError("Invalid", f"{what}: rejected as invalid: {exc.reason}", 422)
+        return WriteError("Invalid", f"{what}: rejected as invalid: {_detail(exc)}", 422)
     if exc.status == 403:
         return WriteError("Forbidden", f"{what}: forbidden by RBAC", 403)
     return WriteError("APIError", f"{what}: API server answered {exc.status} {exc.reason}")
+
+
+def _detail(exc: ApiException) -> str:
+    """The API server's own explanation (a Status object's message), else the reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason)[:500]
 
 
 class KubeWriter:
@@ -141,6 +150,8 @@ class KubeWriter:
             meta["name"],
             meta["namespace"],
             body,
+            # JSON merge patch replaces lists; a strategic merge would add a second port.
+            _content_type="application/merge-patch+json",
         )
 
     async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> None:
@@ -155,6 +166,7 @@ class KubeWriter:
             PLURAL,
             owner.name,
             {"status": dict(status)},
+            _content_type="application/merge-patch+json",
         )
 
     async def post_event(self, owner: Owner, event: EventSpec) -> None:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_CAP_FACTOR = 8  # failures back off up to 8 poll intervals (at most MAX_BACKOFF)
 MAX_BACKOFF = 300.0
+MAX_START_JITTER = 10.0
 
 
 class ClusterView(Protocol):
@@ -85,6 +86,8 @@ class Reconciler:
     _overlay: dict[str, _Overlay] = field(default_factory=dict)
     _service_written: ServiceShape | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
@@ -96,15 +99,27 @@ class Reconciler:
         metrics.track(self.owner.namespace, self.owner.name)
         try:
             interval = self._interval_of(get_body())
-            await self._sleep(self.rng.uniform(0, interval), stopped)  # spread the fleet
-            while not stopped:
-                delay = await self.poll_once(get_body())
+            # Spread the fleet's polls; cap it so a long interval cannot delay the first sync.
+            await self._sleep(self.rng.uniform(0, min(interval, MAX_START_JITTER)), stopped)
+            while not stopped and not self.closed:
+                async with self._busy:
+                    if self.closed:
+                        break
+                    self.wake.clear()  # an edit during this poll wakes the next one
+                    delay = await self.poll_once(get_body())
                 await self._sleep(delay, stopped)
         finally:
             metrics.forget(self.owner.namespace, self.owner.name)
 
+    async def close(self) -> None:
+        """Stop polling and wait out a poll in flight, so nothing is written after the
+        deletion handler has cleaned up."""
+        self.closed = True
+        self.wake.set()
+        async with self._busy:
+            pass
+
     async def _sleep(self, delay: float, stopped: Any) -> None:
-        self.wake.clear()
         waiters = [
             asyncio.ensure_future(self.wake.wait()),
             asyncio.ensure_future(stopped.wait()),
@@ -146,7 +161,7 @@ class Reconciler:
                 body,
                 PollResult(
                     generation,
-                    "unknown",
+                    str((body.get("status") or {}).get("provider") or "unknown"),
                     utc_now(),
                     blocked_reason="InvalidSpec",
                     blocked_message=str(exc),

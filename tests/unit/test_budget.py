@@ -58,7 +58,6 @@ class VirtualTime:
             if not future.done():
                 future.set_result(None)
 
-
     async def drive(self, work: Awaitable[Any]) -> Any:
         """Run `work` to completion, advancing time whenever it (and all else) is blocked."""
         task = asyncio.ensure_future(work)

@@ -121,3 +121,10 @@ def test_published_ids_reads_slices() -> None:
         PublishedSlice("svc-v4-1", "2", None),  # unreadable: contributes nothing
     ]
     assert published_ids(slices) == {("10.0.0.1", 8080), ("10.0.0.2", 8080)}
+
+
+def test_a_changed_source_applies_at_once() -> None:
+    held = check_shrink(ids(10), ids(1), DEFAULT, GuardState(pending=ids(1), seen=1))
+    assert not held.apply
+    verdict = check_shrink(ids(10), ids(1), DEFAULT, held.state, source_changed=True)
+    assert verdict.apply and verdict.state == GuardState()

@@ -340,3 +340,21 @@ def test_a_shared_budget_holds_over_real_http(emu: EmulatorThread) -> None:
     assert interval == pytest.approx(4 * 60 / 300)  # 0.8 s each, so that 4 fit
     for provider in providers:
         provider.close()
+
+
+def test_budget_defaults_come_from_the_operator_unless_the_spec_sets_one(
+    emu: EmulatorThread,
+) -> None:
+    secrets = Secrets({})
+    plain = make(spec_for(emu), secrets)
+    flagged = make(spec_for(emu), secrets, budgets=RateBudgets(defaults={"modelArts": 2000.0}))
+    own = make(
+        {**spec_for(emu), "rateBudget": {"callsPerMinute": 5}},
+        secrets,
+        budgets=RateBudgets(defaults={"modelArts": 2000.0}),
+    )
+    assert [getattr(p, "calls_per_minute", None) for p in (plain, flagged, own)] == [
+        20.0,
+        2000.0,
+        5,
+    ]

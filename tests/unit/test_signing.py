@@ -54,9 +54,7 @@ def test_a_modelarts_call_signed_by_hand() -> None:
         "\n"
         "host;x-project-id;x-sdk-date\n" + EMPTY_BODY_SHA256
     )
-    to_sign = (
-        "SDK-HMAC-SHA256\n20191115T033655Z\n" + hashlib.sha256(canonical.encode()).hexdigest()
-    )
+    to_sign = "SDK-HMAC-SHA256\n20191115T033655Z\n" + hashlib.sha256(canonical.encode()).hexdigest()
     expected = hmac.new(b"my-secret-key", to_sign.encode(), hashlib.sha256).hexdigest()
 
     headers = sigv.sign(

@@ -47,10 +47,9 @@ def provider_for(
     Call provider.close() when the DirectService is deleted or this provider is replaced.
     """
     kind = spec.provider_kind
-    calls = spec.calls_per_minute
-    if calls is None:
-        calls_default = budgets.default_for(kind) if budgets else DEFAULT_CALLS_PER_MINUTE.get(kind)
-        calls = int(calls_default) if calls_default else None
+    calls: float | None = spec.calls_per_minute
+    if calls is None:  # the operator's default for this provider (--rate-budget), if any
+        calls = budgets.default_for(kind) if budgets else DEFAULT_CALLS_PER_MINUTE.get(kind)
     member = budgets.member(member_id or f"{namespace}/{id(spec)}") if budgets else None
     provider = spec.provider
     if isinstance(provider, PaiEasSpec):

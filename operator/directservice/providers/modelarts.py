@@ -120,7 +120,9 @@ class ModelArtsProvider:
             if clean is exc:
                 raise
             raise clean from None  # the original, with the credential, must not be chained
-        return scrub_discovery(result, tuple(self._used))
+        finally:
+            used, self._used = tuple(self._used), []  # secrets do not outlive the poll
+        return scrub_discovery(result, used)
 
     async def _discover(self, http: HttpClient) -> Discovery:
         auth = await self._auth(http)
