@@ -16,11 +16,13 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from directservice.budget import DEFAULT_CALLS_PER_MINUTE, RateBudgets
 from directservice.config import OperatorConfig
+from directservice.credentials import TokenCache
 from directservice.httpclient import HttpClient
-from directservice.kube import KubeWriter
+from directservice.kube import KubeWriter, SecretReader
 from directservice.model import PublishedSlice
-from directservice.reconciler import Reconciler
+from directservice.reconciler import Reconciler, Shared
 from directservice.render import (
     GROUP,
     LABEL_APP_MANAGED_BY,
@@ -75,8 +77,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
+    operator_config = memo.get("config") or OperatorConfig()
+    api = client.ApiClient()
     memo.http = HttpClient()
-    memo.writer = KubeWriter(client.ApiClient())
+    memo.writer = KubeWriter(api)
+    memo.budgets = RateBudgets(
+        defaults={**DEFAULT_CALLS_PER_MINUTE, **operator_config.rate_budgets}
+    )
+    memo.tokens = TokenCache()  # one IAM login per credential, whatever uses it
+    memo.secrets = SecretReader(api)
 
 
 @kopf.on.cleanup()
@@ -107,13 +116,17 @@ async def poll(
     **kwargs: Any,
 ) -> None:
     meta = body.metadata
-    reconciler = Reconciler(
-        owner=Owner(namespace=str(meta.namespace), name=str(meta.name), uid=str(meta.uid)),
+    shared = Shared(
         writer=memo.writer,
         http=memo.http,
         view=IndexView(kwargs["dsvc_slices"], kwargs["dsvc_services"]),
         config=memo.get("config") or OperatorConfig(),
+        budgets=memo.budgets,
+        tokens=memo.tokens,
+        secrets=memo.secrets,
     )
+    owner = Owner(namespace=str(meta.namespace), name=str(meta.name), uid=str(meta.uid))
+    reconciler = Reconciler(owner=owner, shared=shared)
     memo.reconciler = reconciler
     await reconciler.run(lambda: body, stopped)
 

@@ -1,8 +1,9 @@
-"""One DirectService's poll loop: discover → desired → plan → apply → status.
+"""One DirectService's poll loop: discover → guard → publish → status.
 
-State lives in memory: the published slices come from a watch-fed view plus an
-overlay of our own recent writes (so a poll that runs before the watch event
-arrives does not write again), and the last status we wrote.
+Polls run one at a time per DirectService (so at most one fetch is in flight), draw from
+the credential's shared rate budget, back off on failure and wake early on a spec edit.
+State is in memory: the Publisher's view of what is published, the shrink guard's
+pending answer, and the last status written.
 """
 
 from __future__ import annotations
@@ -14,93 +15,82 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from directservice import metrics
+from directservice.budget import RateBudgets, backoff_delay
 from directservice.config import OperatorConfig
+from directservice.credentials import SecretReader, TokenCache, no_secrets
+from directservice.guard import GuardState, ShrinkPolicy, answer_ids, check_shrink, published_ids
 from directservice.httpclient import HttpClient
 from directservice.kube import KubeWriter, WriteError
 from directservice.logs import ObjectLogger
-from directservice.model import Discovery, DiscoveryError, PublishedSlice, SlicePlan
-from directservice.planner import desired_endpoints, plan_slices
+from directservice.model import Discovery, DiscoveryError
 from directservice.providers import Provider, provider_for
-from directservice.render import (
-    Owner,
-    ServiceShape,
-    build_endpoint_slice,
-    build_service,
-    read_endpoint_slice,
+from directservice.publisher import ClusterView, Publisher
+from directservice.render import Owner
+from directservice.spec import (
+    DirectServiceSpec,
+    ProviderSpec,
+    SpecError,
+    check_service_name,
+    format_duration,
+    parse_spec,
 )
-from directservice.spec import DirectServiceSpec, SpecError, check_service_name, parse_spec
-from directservice.status import PollResult, next_status, status_differs
+from directservice.status import EventSpec, PollResult, next_status, status_differs
 
 log = logging.getLogger(__name__)
 
-BACKOFF_CAP_FACTOR = 8  # failures back off up to 8 poll intervals (at most MAX_BACKOFF)
-MAX_BACKOFF = 300.0
 MAX_START_JITTER = 10.0
-
-
-class ClusterView(Protocol):
-    """Current state, read from memory (kopf indexes), never from the API per poll."""
-
-    def slices(self, namespace: str, name: str) -> list[PublishedSlice]: ...
-
-    def service(self, namespace: str, name: str) -> ServiceShape | None: ...
+INVALID_SPEC_RETRY = 30.0  # an edit wakes the loop at once; this only re-reports
 
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def backoff_delay(interval: float, failures: int, rng: random.Random) -> float:
-    """Exponential backoff with jitter, capped; zero failures is the plain interval."""
-    if failures <= 0:
-        return interval
-    ceiling = min(interval * BACKOFF_CAP_FACTOR, max(MAX_BACKOFF, interval))
-    base: float = min(interval * 2.0 ** (failures - 1), ceiling)
-    return base * rng.uniform(0.8, 1.0)
-
-
 @dataclass
-class _Overlay:
-    """Our own write, used until the watch shows the object moved past `based_on`."""
+class Shared:
+    """What every DirectService of one operator process shares."""
 
-    based_on: str | None
-    result: PublishedSlice | None
+    writer: KubeWriter
+    http: HttpClient
+    view: ClusterView
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    budgets: RateBudgets | None = None
+    tokens: TokenCache = field(default_factory=TokenCache)
+    secrets: SecretReader = no_secrets
 
 
 @dataclass
 class Reconciler:
     owner: Owner
-    writer: KubeWriter
-    http: HttpClient
-    view: ClusterView
-    config: OperatorConfig = field(default_factory=OperatorConfig)
+    shared: Shared
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0
+    closed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _spec_source: Mapping[str, Any] | None = None
     _spec: DirectServiceSpec | None = None
     _provider: Provider | None = None
+    _published_source: ProviderSpec | None = None  # the provider spec behind what is published
+    _guard: GuardState = field(default_factory=GuardState)
     _status: dict[str, Any] | None = None
-    _overlay: dict[str, _Overlay] = field(default_factory=dict)
-    _service_written: ServiceShape | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: bool = False
-    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
+        self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
 
     # -- the loop ----------------------------------------------------------------
 
     async def run(self, get_body: Callable[[], Mapping[str, Any]], stopped: Any) -> None:
-        """Poll until `stopped` (kopf's daemon flag). A spec change sets `wake`."""
+        """Poll until `stopped` (kopf's daemon flag) or close(). A spec edit sets `wake`."""
         metrics.track(self.owner.namespace, self.owner.name)
         try:
-            interval = self._interval_of(get_body())
-            # Spread the fleet's polls; cap it so a long interval cannot delay the first sync.
-            await self._sleep(self.rng.uniform(0, min(interval, MAX_START_JITTER)), stopped)
+            # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
+            start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
+            await self._sleep(start, stopped)
             while not stopped and not self.closed:
                 async with self._busy:
                     if self.closed:
@@ -109,6 +99,8 @@ class Reconciler:
                     delay = await self.poll_once(get_body())
                 await self._sleep(delay, stopped)
         finally:
+            if self._provider is not None:
+                self._provider.close()  # gives the budget seat back
             metrics.forget(self.owner.namespace, self.owner.name)
 
     async def close(self) -> None:
@@ -137,15 +129,24 @@ class Reconciler:
             return 5.0
 
     def interval(self, spec: DirectServiceSpec) -> float:
-        return max(float(spec.poll_interval), self.config.min_poll_interval)
+        return max(float(spec.poll_interval), self.shared.config.min_poll_interval)
 
     def _parse(self, body: Mapping[str, Any]) -> DirectServiceSpec:
         source = body.get("spec") or {}
         if self._spec is None or source != self._spec_source:
             check_service_name(self.owner.name)
-            self._spec = parse_spec(source)
-            self._spec_source = dict(source)
-            self._provider = provider_for(self._spec)
+            spec = parse_spec(source)
+            if self._provider is not None:
+                self._provider.close()
+            self._provider = provider_for(
+                spec,
+                namespace=self.owner.namespace,
+                secrets=self.shared.secrets,
+                token_cache=self.shared.tokens,
+                budgets=self.shared.budgets,
+                member_id=f"{self.owner.namespace}/{self.owner.name}",
+            )
+            self._spec, self._spec_source = spec, dict(source)
         return self._spec
 
     # -- one poll ------------------------------------------------------------------
@@ -157,28 +158,26 @@ class Reconciler:
             spec = self._parse(body)
         except SpecError as exc:
             self._spec = None
-            await self._report(
-                body,
-                PollResult(
-                    generation,
-                    str((body.get("status") or {}).get("provider") or "unknown"),
-                    utc_now(),
-                    blocked_reason="InvalidSpec",
-                    blocked_message=str(exc),
-                ),
-            )
-            return 30.0
-        assert self._provider is not None
+            provider = str((body.get("status") or {}).get("provider") or "unknown")
+            result = PollResult(
+                generation, provider, utc_now(), blocked_reason="InvalidSpec",
+                blocked_message=str(exc),
+            )  # fmt: skip
+            await self._report(body, result)
+            return INVALID_SPEC_RETRY
         result = await self._sync(spec, generation)
         await self._report(body, result)
+        interval = self.interval(spec)
+        if result.failure_reason == "ShrinkHeld":  # not a failure: confirm at the usual pace
+            return interval
         if result.failure_reason or result.blocked_reason:
             self.failures += 1
-            return backoff_delay(self.interval(spec), self.failures, self.rng)
+            return backoff_delay(interval, self.failures, self.rng, result.retry_after)
         self.failures = 0
-        return self.interval(spec) * self.rng.uniform(0.95, 1.05)
+        assert self._provider is not None
+        return self._provider.effective_interval(interval) * self.rng.uniform(0.95, 1.05)
 
     async def _sync(self, spec: DirectServiceSpec, generation: int) -> PollResult:
-        assert self._provider is not None
         kind = spec.provider_kind
         started = time.monotonic()
         try:
@@ -189,134 +188,86 @@ class Reconciler:
             level = logging.INFO if self.failures == 0 else logging.DEBUG  # once per outage
             self.log.log(level, "discovery failed: %s: %s", exc.reason, exc.message)
             return PollResult(
-                generation, kind, utc_now(), failure_reason=exc.reason, failure_message=exc.message
-            )
+                generation, kind, utc_now(), failure_reason=exc.reason,
+                failure_message=exc.message, retry_after=exc.retry_after,
+            )  # fmt: skip
         metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
         metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+
+        verdict = check_shrink(
+            published_ids(self.publisher.published_slices()),
+            answer_ids(discovery.instances),
+            ShrinkPolicy(spec.max_shrink_percent, spec.shrink_confirmations),
+            self._guard,
+            source_changed=self._published_source not in (None, spec.provider),
+        )
+        self._guard = verdict.state
+        if not verdict.apply:
+            self.log.info("holding a shrinking answer: %s", verdict.message)
+            return PollResult(
+                generation, kind, utc_now(), failure_reason="ShrinkHeld",
+                failure_message=verdict.message,
+            )  # fmt: skip
         try:
-            writes = await self._publish(spec, discovery)
+            writes = await self.publisher.publish(spec, discovery.instances)
         except WriteError as exc:
             self.log.warning("publishing failed: %s", exc.message)
             return PollResult(
-                generation,
-                kind,
-                utc_now(),
-                blocked_reason=f"Publish{exc.reason}",
+                generation, kind, utc_now(), blocked_reason=f"Publish{exc.reason}",
                 blocked_message=exc.message,
+            )  # fmt: skip
+        self._published_source = spec.provider
+        if verdict.confirmed_shrink:
+            await self.shared.writer.post_event(
+                self.owner, EventSpec("Normal", "ShrinkApplied", verdict.message)
             )
+        return self._success(spec, generation, discovery, writes)
+
+    def _success(
+        self, spec: DirectServiceSpec, generation: int, discovery: Discovery, writes: int
+    ) -> PollResult:
         ready = sum(1 for inst in discovery.instances if inst.serving)
+        total = len(discovery.instances)
         metrics.record_success(
-            self.owner.namespace,
-            self.owner.name,
-            ready,
-            len(discovery.instances),
-            len(discovery.dropped),
+            self.owner.namespace, self.owner.name, ready, total, len(discovery.dropped)
         )
         if writes:
-            self.log.info(
-                "published %d endpoints (%d ready) in %d writes",
-                len(discovery.instances),
-                ready,
-                writes,
-            )
+            self.log.info("published %d endpoints (%d ready) in %d writes", total, ready, writes)
+        assert self._provider is not None
+        interval = self.interval(spec)
+        effective = self._provider.effective_interval(interval)
+        stretched = effective > interval + 0.5
         return PollResult(
             generation,
-            kind,
+            spec.provider_kind,
             utc_now(),
             ready=ready,
-            total=len(discovery.instances),
+            total=total,
             published_changed=writes > 0,
             dropped=len(discovery.dropped),
             dropped_names=tuple(f"{d.entry} ({d.reason})" for d in discovery.dropped[:10]),
+            effective_interval=format_duration(effective) if stretched else None,
+            rate_limited_message=self._stretch_message(interval, effective) if stretched else None,
+        )
+
+    def _stretch_message(self, interval: float, effective: float) -> str:
+        member = getattr(self._provider, "member", None)
+        sharing = member.sharing() if member is not None else (0, None)
+        return (
+            f"{sharing[0]} DirectServices share a budget of {sharing[1] or 0:g} calls/min; "
+            f"polling every {format_duration(effective)} instead of {format_duration(interval)}"
         )
 
     async def _discover(self, spec: DirectServiceSpec) -> Discovery:
         assert self._provider is not None
-        url = getattr(spec.provider, "endpoint", None) or getattr(spec.provider, "url", None)
-        if url and not self.config.host_allowed(str(url)):
-            raise DiscoveryError(
-                "HostNotAllowed",
-                f"discovery host of {url} is not in the operator's allowed hosts",
-            )
-        return await self._provider.discover(self.http)
-
-    # -- apply ---------------------------------------------------------------------
-
-    def published_slices(self) -> list[PublishedSlice]:
-        """The watch's view, corrected by our writes the watch has not delivered yet."""
-        current = {s.name: s for s in self.view.slices(self.owner.namespace, self.owner.name)}
-        for name, pending in list(self._overlay.items()):
-            seen = current.get(name)
-            if (seen.resource_version if seen else None) != pending.based_on:
-                del self._overlay[name]  # the watch caught up (or someone else wrote)
-            elif pending.result is None:
-                current.pop(name, None)
-            else:
-                current[name] = pending.result
-        return [current[name] for name in sorted(current)]
-
-    async def _publish(self, spec: DirectServiceSpec, discovery: Discovery) -> int:
-        desired = desired_endpoints(discovery.instances, spec.port.app_protocol)
-        ports = [inst.port for inst in discovery.instances]
-        shape = ServiceShape(
-            port_name=spec.port.name,
-            port=spec.port.number or min(ports),
-            app_protocol=spec.port.app_protocol,
-            owner_uid=self.owner.uid,
-        )
-        writes = await self._ensure_service(shape)
-        published = self.published_slices()
-        plan = plan_slices(
-            self.owner.name,
-            desired,
-            published,
-            port_name=spec.port.name,
-            owner_uid=self.owner.uid,
-            max_per_slice=spec.max_endpoints_per_slice,
-        )
-        versions = {s.name: s.resource_version for s in published}
-        await self._apply(plan, versions)
-        return writes + plan.writes
-
-    async def _apply(self, plan: SlicePlan, versions: Mapping[str, str]) -> None:
-        # Creates and updates before deletes: addresses never vanish in between.
-        for desired in plan.create:
-            answer = await self.writer.create_slice(build_endpoint_slice(self.owner, desired))
-            self._remember(desired.name, None, answer)
-        for desired, version in plan.update:
-            body = build_endpoint_slice(self.owner, desired)
-            answer = await self.writer.replace_slice(body, version)
-            self._remember(desired.name, version, answer)
-        for name in plan.delete:
-            await self.writer.delete_slice(self.owner.namespace, name, versions[name])
-            self._overlay[name] = _Overlay(based_on=versions[name], result=None)
-
-    def _remember(self, name: str, based_on: str | None, answer: Mapping[str, Any]) -> None:
-        self._overlay[name] = _Overlay(based_on=based_on, result=read_endpoint_slice(answer))
-
-    async def _ensure_service(self, shape: ServiceShape) -> int:
-        seen = self.view.service(self.owner.namespace, self.owner.name)
-        if seen is not None:
-            self._service_written = None  # the watch has caught up with our write
-        if seen == shape or (seen is None and self._service_written == shape):
-            return 0
-        body = build_service(self.owner, shape)
-        if seen is None and self._service_written is None:
-            try:
-                await self.writer.create_service(body)
-            except WriteError as exc:
-                if exc.status == 409:
-                    raise WriteError(
-                        "ServiceConflict",
-                        f"a Service named {self.owner.name} exists and is not managed by "
-                        "this DirectService; delete or rename it",
-                    ) from None
-                raise
-        else:
-            body["spec"].setdefault("ports", None)  # merge patch: drop a port we removed
-            await self.writer.patch_service(body)
-        self._service_written = shape
-        return 1
+        provider = spec.provider
+        for attribute in ("endpoint", "url", "iam_endpoint"):
+            url = getattr(provider, attribute, None)
+            if url and not self.shared.config.host_allowed(str(url)):
+                raise DiscoveryError(
+                    "HostNotAllowed", f"{url} is not among the operator's allowed hosts"
+                )
+        return await self._provider.discover(self.shared.http)
 
     # -- status --------------------------------------------------------------------
 
@@ -325,10 +276,10 @@ class Reconciler:
         new, events = next_status(old, result)
         if status_differs(old, new):
             try:
-                await self.writer.patch_status(self.owner, new)
+                await self.shared.writer.patch_status(self.owner, new)
             except WriteError as exc:
                 self.log.warning("status not written: %s", exc.message)
                 return
         self._status = new
         for event in events:
-            await self.writer.post_event(self.owner, event)
+            await self.shared.writer.post_event(self.owner, event)

@@ -28,7 +28,9 @@ class PollResult:
     failure_message: str | None = None
     dropped: int = 0
     dropped_names: tuple[str, ...] = ()
-    effective_interval: str | None = None
+    effective_interval: str | None = None  # set when a shared rate budget stretches polls
+    rate_limited_message: str | None = None
+    retry_after: float | None = None
     blocked_reason: str | None = None  # e.g. a Service of that name that is not ours
     blocked_message: str | None = None
 
@@ -79,6 +81,8 @@ def next_status(
         health = ("False", result.blocked_reason, result.blocked_message or "")
     elif result.failure_reason:
         health = ("False", result.failure_reason, result.failure_message or "")
+    elif result.rate_limited_message:
+        health = ("True", "RateLimited", result.rate_limited_message)
     else:
         health = ("True", "DiscoverySucceeded", "the last discovery answer was accepted")
         status["readyEndpoints"] = result.ready
@@ -99,6 +103,8 @@ def next_status(
             )
     if result.effective_interval:
         status["effectivePollInterval"] = result.effective_interval
+    elif not result.failure_reason and status.get("effectivePollInterval") is not None:
+        status["effectivePollInterval"] = None  # merge patch: no longer stretched
 
     ready = status.get("readyEndpoints", 0)
     readiness = (
