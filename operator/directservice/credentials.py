@@ -51,10 +51,17 @@ async def read_keys(
     required: tuple[str, ...],
     optional: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """The non-empty values of `required` (else SecretKeyMissing) and `optional` keys."""
+    """The non-empty values of `required` (else SecretKeyMissing) and `optional` keys.
+
+    A Secret that lacks a key is dropped from the reader's cache (when it has one, like
+    kube.SecretReader), so adding the key is seen at the next poll, not after the cache TTL:
+    a missing Secret is never cached either."""
     data = await secrets(namespace, name)
     missing = [k for k in required if not data.get(k)]
     if missing:
+        forget = getattr(secrets, "invalidate", None)
+        if callable(forget):
+            forget(namespace, name)
         raise DiscoveryError(
             "SecretKeyMissing",
             f"Secret {namespace}/{name} has no (or an empty) key {', '.join(missing)}",

@@ -56,6 +56,11 @@ class Verdict:
 
     @property
     def message(self) -> str:
+        if self.confirmed_shrink:  # the ShrinkApplied Event's text
+            return (
+                f"applied an answer that removes {self.removed} of {self.published} endpoints "
+                f"after {self.seen} consecutive identical answers"
+            )
         if self.apply:
             return ""
         return (

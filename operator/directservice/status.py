@@ -81,10 +81,12 @@ def next_status(
         health = ("False", result.blocked_reason, result.blocked_message or "")
     elif result.failure_reason:
         health = ("False", result.failure_reason, result.failure_message or "")
-    elif result.rate_limited_message:
-        health = ("True", "RateLimited", result.rate_limited_message)
     else:
-        health = ("True", "DiscoverySucceeded", "the last discovery answer was accepted")
+        health = (
+            ("True", "RateLimited", result.rate_limited_message)
+            if result.rate_limited_message  # healthy, polled less often than asked
+            else ("True", "DiscoverySucceeded", "the last discovery answer was accepted")
+        )
         status["readyEndpoints"] = result.ready
         status["totalEndpoints"] = result.total
         status["droppedEntries"] = result.dropped

@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     if results.levels:
         print("\n".join(curve(results)))
     if settings.output is not None:
-        settings.output.parent.mkdir(parents=True, exist_ok=True)
         settings.output.write_text(render(results))
         print(f"bench: wrote {settings.output} (logs and profile in {settings.workdir})")
     return 0

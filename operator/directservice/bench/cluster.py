@@ -95,6 +95,17 @@ def healthy(dsvc: Mapping[str, Any], total: int) -> bool:
     return ok and status.get("totalEndpoints") == total
 
 
+KOPF_ANNOTATION = f"{GROUP}/last-handled-configuration"
+KOPF_FINALIZER = f"{GROUP}/cleanup"
+
+
+def kopf_done(dsvc: Mapping[str, Any]) -> bool:
+    """kopf has added its finalizer and stored what it handled (its two PATCHes per object)."""
+    meta = dsvc.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return KOPF_FINALIZER in (meta.get("finalizers") or []) and KOPF_ANNOTATION in annotations
+
+
 def request_snapshot(cp: ControlPlane) -> Counter[RequestKey]:
     """apiserver_request_total from the API server's /metrics (as admin)."""
     text = cp.request("GET", "/metrics", timeout=30)

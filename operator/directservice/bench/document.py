@@ -68,7 +68,8 @@ def render(res: Results) -> str:
         + (" --quick" if s.quick else "")
         + "`); every number below comes from that run. Re-run to refresh.",
         "",
-        f"- Date: {meta.get('date', '?')}",
+        f"- Date: {meta.get('date', '?')}; operator at revision {meta.get('revision', '?')} "
+        "(each operator process imports the sources as they are when it starts)",
         f"- Machine: {meta.get('cores', '?')} cores ({meta.get('cpu', '?')}), "
         f"{meta.get('memory', '?')} RAM",
         f"- Kubernetes: kube-apiserver {meta.get('kube', '?')}, etcd {meta.get('etcd', '?')}",

@@ -18,6 +18,7 @@ from directservice.bench.cluster import (
     dsvc_manifest,
     ensure_namespace,
     healthy,
+    kopf_done,
     list_dsvc,
 )
 from directservice.bench.env import (
@@ -103,19 +104,23 @@ def _synced(env: Env, n: int, s: Settings) -> tuple[bool, str]:
         return False, f"{n - missing_polls}/{n} polled, {published}/{n} published"
     items = [d for d in list_dsvc(env.api, FLEET_NS) if d["metadata"]["name"].startswith("fleet-")]
     ready = sum(1 for d in items if healthy(d, s.instances))
-    return ready >= n, f"{ready}/{n} healthy"
+    # kopf's own bookkeeping (finalizer, last-handled-configuration) lands last under load.
+    handled = sum(1 for d in items if kopf_done(d))
+    return min(ready, handled) >= n, f"{ready}/{n} healthy, {handled}/{n} handled by kopf"
 
 
 def wait_synced(env: Env, n: int, s: Settings, started: float) -> float:
-    """Seconds from `started` (monotonic) until the fleet is polled, published and healthy."""
-    deadline = started + 300 + n * 0.5
+    """Seconds from `started` (monotonic) until the fleet is polled, published and healthy
+    (NaN if it never was: the window is then measured anyway and the note says so)."""
+    deadline = started + 120 + n * 0.15  # 3,000 services: 9.5 minutes
     last_note = 0.0
     while True:
         ok, note = _synced(env, n, s)
         if ok:
             return time.monotonic() - started
         if time.monotonic() > deadline:
-            raise RuntimeError(f"fleet of {n} did not sync: {note}")
+            print(f"  warning: fleet of {n} not synced in time: {note}", flush=True)
+            return float("nan")
         if time.monotonic() - last_note > 15:
             print(f"    syncing: {note}", flush=True)
             last_note = time.monotonic()
@@ -123,6 +128,7 @@ def wait_synced(env: Env, n: int, s: Settings, started: float) -> float:
 
 
 def run_level(env: Env, n: int, s: Settings) -> FleetResult:
+    env.stop_operator()  # the new services are synced by the operator measured here
     created = create_fleet(env, n, s)
     print(f"  fleet {n}: {created} DirectServices created; starting the operator", flush=True)
     env.emulator.reset()
@@ -131,7 +137,7 @@ def run_level(env: Env, n: int, s: Settings) -> FleetResult:
     env.start_operator(f"fleet-{n}")
     sync_seconds = wait_synced(env, n, s, started)
     print(f"  fleet {n}: synced after {sync_seconds:.1f} s; waiting for quiet", flush=True)
-    if not env.wait_quiet(quiet=s.interval * 1.2, timeout=180):
+    if not env.wait_quiet(quiet=s.interval * 2.4, timeout=300):
         print("  warning: the operator kept writing; measuring anyway", flush=True)
     sync_writes = by_resource(write_delta(before_start, env.requests(), OPERATOR_RESOURCES))
     print(f"  fleet {n}: steady-state window of {s.duration:.0f} s", flush=True)

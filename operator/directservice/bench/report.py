@@ -205,10 +205,11 @@ def memory_section(res: Results) -> list[str]:
     services = res.settings.fleet_size
     total = float(mem["bytes"])
     lines = [
-        f"Object census at the end of the profile window ({services:,} services): "
+        f"Object census after the profile window, samples discarded ({services:,} services): "
         f"{mem['objects']:,} live Python objects, {total / 2**20:,.1f} MiB by sys.getsizeof "
         f"(shallow sizes; allocator overhead and fragmentation not included) of "
-        f"{mem['rss_kib'] / 1024:,.1f} MiB RSS; {total / services / 1024:,.1f} KiB and "
+        f"{mem['rss_kib'] / 1024:,.1f} MiB RSS (before profiling); "
+        f"{total / services / 1024:,.1f} KiB and "
         f"{mem['objects'] / services:,.0f} objects per service if all of it were per service.",
         "",
     ]

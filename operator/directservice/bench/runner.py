@@ -20,6 +20,7 @@ from typing import Any
 
 from directservice.bench import procfs
 from directservice.bench.cluster import SliceWatcher
+from directservice.bench.document import render
 from directservice.bench.emulatorproc import EmulatorProcess
 from directservice.bench.env import Env, Settings, fleet_eas, fleet_instances
 from directservice.bench.fleet import FleetResult, restart_writes, run_level
@@ -29,7 +30,7 @@ from directservice.bench.profiling import ProfiledOperator, analyse, load_record
 from directservice.bench.propagation import run_propagation
 from directservice.bench.report import Results
 from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.tools import resolve
+from directservice.devenv.tools import REPO_ROOT, resolve
 
 
 def fleet_sizes(s: Settings) -> list[int]:
@@ -45,12 +46,27 @@ def machine_meta() -> dict[str, str]:
     meta = procfs.machine()
     meta["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta["python"] = platform.python_version()
+    meta["revision"] = git_revision()
     for package in ("kopf", "aiohttp", "kubernetes"):
         try:
             meta[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             meta[package] = "?"
     return meta
+
+
+def git_revision() -> str:
+    """HEAD, plus "+ local changes" when the operator's sources differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "operator")
+    return f"{head} + local changes" if dirty else head
 
 
 def run(s: Settings) -> Results:
@@ -80,18 +96,28 @@ def run(s: Settings) -> Results:
     return res
 
 
+def _save(s: Settings, res: Results) -> None:
+    """Write the report so far: a run cut short still leaves what it measured."""
+    if s.output is not None:
+        s.output.parent.mkdir(parents=True, exist_ok=True)
+        s.output.write_text(render(res))
+
+
 def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
     if "http" in s.scenarios:
         print("== discovery client: aiohttp vs requests", flush=True)
         res.http = [run_http(env, s, mode) for mode in MODES]
+        _save(s, res)
     if "large" in s.scenarios:
         print(f"== large service: {s.large_instances:,} instances", flush=True)
         res.large = run_large(env, s)
+        _save(s, res)
     for n in sizes:
         print(f"== fleet: {n:,} services x {s.instances} instances", flush=True)
         result = run_level(env, n, s)
         res.levels.append(result)
         print(summary_line(result), flush=True)
+        _save(s, res)
         if n != s.fleet_size:
             continue
         if "propagation" in s.scenarios:
@@ -99,9 +125,11 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
             res.propagation = run_propagation(env, n, s)
             p = res.propagation.delay_ms
             print(f"  overhead p50 {p.p50:.1f} ms, p99 {p.p99:.1f} ms (n={p.n})", flush=True)
+            _save(s, res)
         if "profile" in s.scenarios:
             print(f"== profile: restart + {s.profile_seconds:g} s of steady state", flush=True)
             run_profile(env, n, s, res)
+            _save(s, res)
     env.stop_operator()
 
 
@@ -131,7 +159,7 @@ def run_profile(env: Env, n: int, s: Settings, res: Results) -> None:
     res.profile = analyse(load_records(out))
     res.profile_text = (out / "profile.txt").read_text()
     census = json.loads((out / "census.json").read_text())
-    census["rss_kib"] = after.rss_kib
+    census["rss_kib"] = before.rss_kib  # before sampling: the profiler's memory is not ours
     res.memory = census
     env.stop_operator()
 

@@ -53,12 +53,13 @@ Admin API, JSON, on the same port:
   /admin/iam/revoke`` (tokens then answer 401 APIGW.0301); ``GET|PUT /admin/modelarts/shape``.
 - ``GET /admin/requests[?service=name]`` -> ``{"total", "per_service", "per_status",
   "per_credential", "dropped", "log": [{"flavour", "service", "method", "path", "query",
-  "time", "status", "fault", "headers", "credential"}]}``. ``per_credential`` counts the
-  calls of each caller a flavour recognises (ModelArts: ``user:NAME`` for a token or access
-  key of that IAM user), which lets tests prove a rate budget is never exceeded. Only
-  discovery requests are logged (IAM logins are counted in ``GET /admin/iam``); ``time``
-  is when the answer was sent (after any delay); ``status`` is null for a dropped
-  connection; the log keeps the last 10000 (``--request-log-size``).
+  "time", "status", "fault", "headers", "credential"}]}``; with ``?service=``, ``total`` and
+  ``log`` are that service's only. ``per_credential`` counts the calls of each caller a
+  flavour recognises (ModelArts: ``user:NAME`` for a token or access key of that IAM user),
+  which lets tests prove a rate budget is never exceeded. Only discovery requests are
+  logged (IAM logins are counted in ``GET /admin/iam``); ``time`` is when the answer was
+  sent (after any delay); ``status`` is null for a dropped connection; the log keeps the
+  last 10000 (``--request-log-size``).
   ``POST /admin/requests/reset`` clears it all.
 
 Another vendor's API plugs in as a :class:`~.serving.Flavour` subclass listed in

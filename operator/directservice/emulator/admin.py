@@ -96,7 +96,10 @@ class _Admin:
     async def requests(self, request: web.Request) -> web.Response:
         service = request.query.get("service")
         log = [r.to_json() for r in self.state.request_log(service)]
-        return web.json_response({**self.state.counters(), "log": log})
+        counters = self.state.counters()
+        if service is not None:  # total: that service's requests (the log is filtered too)
+            counters["total"] = counters["per_service"].get(service, 0)
+        return web.json_response({**counters, "log": log})
 
     async def reset_requests(self, request: web.Request) -> web.Response:
         self.state.reset_requests()

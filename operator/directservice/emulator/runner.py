@@ -234,7 +234,8 @@ class EmulatorThread:
         return result
 
     def requests(self, service: str | None = None) -> dict[str, Any]:
-        """Counters (``total``, ``per_service``, ``per_status``, ``dropped``) and ``log``."""
+        """Counters (``total``, ``per_service``, ``per_status``, ``per_credential``,
+        ``dropped``) and ``log``; with ``service``, ``total`` and ``log`` are its own only."""
         params = {"service": service} if service is not None else None
         return self._admin("GET", "/admin/requests", params=params)
 

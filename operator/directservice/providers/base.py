@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -12,6 +13,7 @@ from yarl import URL
 from directservice.budget import BudgetKey, Member
 from directservice.credentials import scrub
 from directservice.httpclient import HttpClient, HttpResponse, parse_retry_after
+from directservice.metrics import BUDGET_WAIT
 from directservice.model import Discovery, DiscoveryError, DroppedEntry
 from directservice.spec import Timeouts
 
@@ -51,7 +53,9 @@ async def budgeted_request(
 ) -> HttpResponse:
     """One discovery call drawn from the shared budget; a 429 pauses the whole budget."""
     if member is not None:
+        started = time.monotonic()
         await member.acquire(budget)
+        BUDGET_WAIT.labels(budget.name).inc(time.monotonic() - started)
     resp = await http.request(
         method,
         url,
