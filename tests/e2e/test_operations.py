@@ -74,8 +74,16 @@ def test_metrics_follow_discovery_and_publishing(
             ),
             15,
         )  # fmt: skip
-        dsvc_now = get_json(control_plane, "dsvc", "metrics", "-n", namespace)
-        assert condition(dsvc_now, "DiscoveryHealthy")["reason"] == "ServerError"
+        eventually(
+            "the condition",
+            lambda: (
+                condition(
+                    get_json(control_plane, "dsvc", "metrics", "-n", namespace), "DiscoveryHealthy"
+                ).get("reason")
+                == "ServerError"
+            ),
+            15,
+        )
         # Stale grows while discovery fails; the published gauges keep the last good answer.
         eventually(
             "staleness",

@@ -48,7 +48,14 @@ def test_one_replica_polls_and_the_other_takes_over(
     args = ["--peering", "directservice-operator"]
     first = OperatorProcess(cluster.kubeconfig, tmp_path / "a.log", args).start()
     second = OperatorProcess(cluster.kubeconfig, tmp_path / "b.log", args).start()
+
+    def standby() -> list[OperatorProcess]:
+        return [p for p in (first, second) if "Pausing operations in favour" in p.tail(400)]
+
     try:
+        # Peers find each other through keep-alives on the peering object; on a loaded
+        # machine that takes a few seconds.
+        eventually("one replica to stand by", lambda: len(standby()) == 1, 60)
         dsvc = {
             "apiVersion": "directservice.io/v1alpha1",
             "kind": "DirectService",
@@ -63,7 +70,7 @@ def test_one_replica_polls_and_the_other_takes_over(
         # One poller at 1 s gives about one request a second; two would give two.
         assert _rate(emulator, "ha_svc", 6) < 1.5
 
-        paused = [p for p in (first, second) if "Pausing" in p.tail(400)]
+        paused = standby()
         assert len(paused) == 1, "exactly one replica stands by"
         active = second if paused[0] is first else first
         active.stop()
