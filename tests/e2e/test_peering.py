@@ -80,5 +80,6 @@ def test_one_replica_polls_and_the_other_takes_over(
             90,
         )
     finally:
+        print(first.tail(60), second.tail(60))  # shown by pytest when the test fails
         first.stop()
         second.stop()

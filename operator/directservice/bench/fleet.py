@@ -137,7 +137,7 @@ def run_level(env: Env, n: int, s: Settings) -> FleetResult:
     env.start_operator(f"fleet-{n}")
     sync_seconds = wait_synced(env, n, s, started)
     print(f"  fleet {n}: synced after {sync_seconds:.1f} s; waiting for quiet", flush=True)
-    if not env.wait_quiet(quiet=s.interval * 2.4, timeout=300):
+    if not env.wait_quiet(quiet=s.interval * 2.4, timeout=120):
         print("  warning: the operator kept writing; measuring anyway", flush=True)
     sync_writes = by_resource(write_delta(before_start, env.requests(), OPERATOR_RESOURCES))
     print(f"  fleet {n}: steady-state window of {s.duration:.0f} s", flush=True)
