@@ -5,6 +5,8 @@ SHELL := bash
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# dev/ is the second source root (control plane, demo, bench): importable here, never shipped.
+export PYTHONPATH := $(CURDIR)/dev$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Tool binaries are built once and cached outside the clone, keyed by version.
 export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
 
@@ -22,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the virtualenv with runtime and dev dependencies
 
 tools: venv ## Build or reuse etcd, kube-apiserver, kubectl, CoreDNS and helm (cached by version)
-	$(PY) -m directservice.devenv.tools ensure
+	$(PY) -m devenv.tools ensure
 
 test: tools ## Run every test tier (unit, integration, e2e) against a real control plane
 	$(PY) -m pytest
@@ -36,28 +38,29 @@ test-integration: tools ## Run the integration tier (real kube-apiserver + etcd)
 test-e2e: tools ## Run the end-to-end tier (operator + CoreDNS)
 	$(PY) -m pytest -m e2e
 
-lint: venv ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+lint: venv ## ruff (lint + format check), mypy --strict, import-linter layers, CRD copies
+	$(VENV)/bin/ruff check operator dev tests
+	$(VENV)/bin/ruff format --check operator dev tests
 	$(VENV)/bin/mypy
-	$(PY) -m directservice.devenv.crdsync --check
-	$(PY) -m directservice.devenv.crdref --check
+	$(VENV)/bin/lint-imports
+	$(PY) -m devenv.crdsync --check
+	$(PY) -m devenv.crdref --check
 
 fmt: venv ## Format and autofix with ruff
-	$(VENV)/bin/ruff format operator tests
-	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator dev tests
+	$(VENV)/bin/ruff check --fix operator dev tests
 
 demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show the DNS answers (DEMO_ARGS=--exit-after-print)
-	$(PY) -m directservice.devenv.demo $(DEMO_ARGS)
+	$(PY) -m devenv.demo $(DEMO_ARGS)
 
 bench: tools ## Benchmarks against the real control plane; writes docs/benchmarks.md
-	$(PY) -m directservice.bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 docs: venv ## Regenerate docs/crd-reference.md from the CRD (manifests/crds)
-	$(PY) -m directservice.devenv.crdref
+	$(PY) -m devenv.crdref
 
 sync-crds: venv ## Copy the CRD (manifests/crds, the single source) into the Helm chart
-	$(PY) -m directservice.devenv.crdsync
+	$(PY) -m devenv.crdsync
 
 clean: ## Remove the virtualenv and caches in the clone (the tool cache stays)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from directservice.devenv.controlplane import ControlPlane
+from devenv.controlplane import ControlPlane
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]

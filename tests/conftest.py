@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from kubernetes.client import ApiClient
 
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.coredns import CoreDNS
-from directservice.devenv.housekeeping import namespaced_collections, purge_namespace
-from directservice.devenv.tools import Tools, resolve
+from devenv.controlplane import ControlPlane
+from devenv.coredns import CoreDNS
+from devenv.housekeeping import namespaced_collections, purge_namespace
+from devenv.tools import Tools, resolve
 
 TIERS = ("unit", "integration", "e2e")
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from clusterhelpers import condition, eventually
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 
 DSVC_API = "/apis/directservice.io/v1alpha1"
 HEALTHY = "DiscoveryHealthy"

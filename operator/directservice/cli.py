@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 from collections.abc import Sequence
 
 from directservice import __version__
-from directservice.config import OperatorConfig, parse_rate_budget
-from directservice.model import DiscoveryError
-from directservice.spec import parse_duration
+from directservice.api.spec import parse_duration
+from directservice.controller.config import OperatorConfig, parse_rate_budget
+from directservice.core.model import DiscoveryError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -32,34 +31,20 @@ def _operator_config(args: argparse.Namespace) -> OperatorConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import kopf
+    from directservice.controller import handlers
+    from directservice.controller.runtime import Options
+    from directservice.obs import logs, metrics
 
-    import directservice.handlers  # noqa: F401  (registers the handlers)
-    from directservice import logs, metrics
-
-    config = _operator_config(args)
+    options = Options(
+        config=_operator_config(args),
+        namespaces=tuple(args.namespace),
+        peering=args.peering,
+        liveness=args.liveness,
+    )
     logs.configure(args.log_level, args.log_format)
     if args.metrics_address:
         metrics.serve(args.metrics_address)
-    memo = kopf.Memo(
-        standalone=not args.peering,
-        peering_name=args.peering or "",
-        config=config,
-        namespaces=list(args.namespace),
-    )
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
-            standalone=not args.peering,
-            peering_name=args.peering or None,
-            # Replicas of one Deployment cannot be told apart by flags; a random priority
-            # makes exactly one of them active (kopf pauses all on a priority tie).
-            priority=random.randint(1, 2**30) if args.peering else None,
-            liveness_endpoint=args.liveness,
-            memo=memo,
-        )
-    )
+    asyncio.run(handlers.run(options))
     return EXIT_OK
 
 

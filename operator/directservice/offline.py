@@ -10,18 +10,13 @@ from typing import Any
 
 import yaml
 
-from directservice.httpclient import HttpClient
-from directservice.model import Discovery
-from directservice.planner import desired_endpoints, plan_slices
-from directservice.providers import provider_for
-from directservice.render import (
-    KIND,
-    Owner,
-    ServiceShape,
-    build_endpoint_slice,
-    build_service,
-)
-from directservice.spec import DirectServiceSpec, SpecError, check_service_name, parse_spec
+from directservice.api.names import KIND, Owner
+from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name
+from directservice.core.model import Discovery, ServiceShape
+from directservice.core.planner import desired_endpoints, plan_slices
+from directservice.discovery import parse_spec, provider_for
+from directservice.discovery.httpclient import HttpClient
+from directservice.publish.render import build_endpoint_slice, build_service
 
 
 class OfflineError(Exception):

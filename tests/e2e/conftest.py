@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 
 

@@ -13,8 +13,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.coredns import CoreDNS
+from devenv.controlplane import ControlPlane
+from devenv.coredns import CoreDNS
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from clusterhelpers import eventually
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 from discovery_faults import closed_port_url
 from dsvcsupport import (

@@ -6,8 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clusterhelpers import apply, condition, eventually, get_json
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 
 pytestmark = pytest.mark.e2e

@@ -27,11 +27,11 @@ import pytest
 import yaml
 
 from clusterhelpers import REPO, apply, condition, events_for, eventually, example, get_json
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.coredns import CoreDNS
-from directservice.devenv.dnsquery import a_records, srv_records
-from directservice.devenv.operatorproc import OperatorProcess
-from directservice.devenv.tools import Tools
+from devenv.controlplane import ControlPlane
+from devenv.coredns import CoreDNS
+from devenv.dnsquery import a_records, srv_records
+from devenv.operatorproc import OperatorProcess
+from devenv.tools import Tools
 from directservice.emulator.runner import EmulatorThread
 
 pytestmark = pytest.mark.e2e

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from clusterhelpers import apply, condition, eventually, get_json
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 
 pytestmark = pytest.mark.e2e

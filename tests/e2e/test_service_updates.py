@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from clusterhelpers import apply, condition, eventually, get_json, slices_of
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 
 pytestmark = pytest.mark.e2e

@@ -22,10 +22,10 @@ from clusterhelpers import (
     get_json,
     slices_of,
 )
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.coredns import CoreDNS
-from directservice.devenv.dnsquery import a_records, srv_records
-from directservice.devenv.operatorproc import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.coredns import CoreDNS
+from devenv.dnsquery import a_records, srv_records
+from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 
 pytestmark = pytest.mark.e2e

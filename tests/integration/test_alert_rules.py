@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from clusterhelpers import REPO
-from directservice.devenv.tools import Tools
+from devenv.tools import Tools
 
 pytestmark = pytest.mark.integration
 

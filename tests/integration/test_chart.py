@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from clusterhelpers import REPO, get_json
+from devenv import crdsync
+from devenv.controlplane import ControlPlane
+from devenv.tools import Tools
 from directservice.cli import build_parser
-from directservice.devenv import crdsync
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.tools import Tools
 
 pytestmark = pytest.mark.integration
 
@@ -472,7 +472,7 @@ def test_chart_crd_is_an_exact_copy_of_the_manifest() -> None:
     source = REPO / "manifests" / "crds" / "directservice.io_directservices.yaml"
     copy = CHART / "crds" / source.name
     assert copy.read_bytes() == source.read_bytes(), (
-        "the chart's CRD drifted from manifests/crds: run python -m directservice.devenv.crdsync"
+        "the chart's CRD drifted from manifests/crds: run python -m devenv.crdsync"
     )
     assert crdsync.drifts() == []
 
@@ -498,7 +498,7 @@ def test_crdsync_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "chart CRDs match manifests/crds" in capsys.readouterr().out
     # As a module, the way the Makefile target runs it.
     result = subprocess.run(
-        [sys.executable, "-m", "directservice.devenv.crdsync", "--check"],
+        [sys.executable, "-m", "devenv.crdsync", "--check"],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from kubernetes.client import ApiClient, CoreV1Api, VersionApi
 
-from directservice.devenv.controlplane import DEFAULT_CRD_DIR, ControlPlane
-from directservice.devenv.housekeeping import purge_namespace
-from directservice.devenv.tools import KUBERNETES, Tools
+from devenv.controlplane import DEFAULT_CRD_DIR, ControlPlane
+from devenv.housekeeping import purge_namespace
+from devenv.tools import KUBERNETES, Tools
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from clusterhelpers import example, get_json
-from directservice.devenv.controlplane import ControlPlane
+from devenv.controlplane import ControlPlane
 
 pytestmark = pytest.mark.integration
 

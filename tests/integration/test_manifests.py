@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from clusterhelpers import REPO, eventually, get_json
-from directservice.devenv.controlplane import ControlPlane
-from directservice.devenv.tools import Tools
+from devenv.controlplane import ControlPlane
+from devenv.tools import Tools
 
 pytestmark = pytest.mark.integration
 
@@ -480,7 +480,7 @@ def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:
 
 
 def test_prometheus_rules_use_metrics_the_operator_exports() -> None:
-    from directservice.metrics import REGISTRY
+    from directservice.obs.metrics import REGISTRY
 
     exported: set[str] = set()
     for family in REGISTRY.collect():

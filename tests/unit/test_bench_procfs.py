@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from directservice.bench.procfs import ProcSample, busy_cores, cpu_percent, cpu_ticks, status_kib
-from directservice.bench.profiling import analyse, package_of, short_path
+from bench.procfs import ProcSample, busy_cores, cpu_percent, cpu_ticks, status_kib
+from bench.profiling import analyse, package_of, short_path
 
 pytestmark = pytest.mark.unit
 

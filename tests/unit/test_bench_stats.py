@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from directservice.bench.stats import (
+from bench.stats import (
     Summary,
     by_resource,
     by_verb,

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from directservice.budget import (
+from directservice.core.model import DiscoveryError
+from directservice.discovery.budget import (
     DEFAULT_THROTTLE_PAUSE,
     MAX_THROTTLE_PAUSE,
     BudgetKey,
     RateBudgets,
     backoff_delay,
 )
-from directservice.model import DiscoveryError
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 """docs/crd-reference.md is generated from the CRD and must never drift from it.
 
 If the first test fails, the CRD changed without regenerating the page: run
-`python -m directservice.devenv.crdref` (or `make docs`) and commit the result.
+`python -m devenv.crdref` (or `make docs`) and commit the result.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from crd_schema import CRD_PATH, REPO_ROOT, cel_rules, load_crd, openapi_schema, walk
-from directservice.devenv import crdref
+from devenv import crdref
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ def page() -> str:
 def test_committed_reference_is_up_to_date(page: str) -> None:
     assert REFERENCE.exists(), "docs/crd-reference.md is missing: run make docs"
     assert REFERENCE.read_text(encoding="utf-8") == page, (
-        "docs/crd-reference.md is stale: run `python -m directservice.devenv.crdref` (make docs)"
+        "docs/crd-reference.md is stale: run `python -m devenv.crdref` (make docs)"
     )
 
 

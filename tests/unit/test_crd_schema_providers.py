@@ -23,7 +23,8 @@ from crd_schema import (
     openapi_schema,
     to_json_schema,
 )
-from directservice.spec import SpecError, parse_spec
+from directservice.api.spec import SpecError
+from directservice.discovery import parse_spec
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from directservice.credentials import (
+from directservice.core.model import Discovery, DiscoveryError
+from directservice.discovery import parse_spec
+from directservice.discovery.credentials import (
     REFUSAL_HOLD,
     CachedToken,
     TokenCache,
@@ -27,11 +29,9 @@ from directservice.credentials import (
     read_keys,
     secret_not_found,
 )
-from directservice.httpclient import HttpClient
-from directservice.model import Discovery, DiscoveryError
-from directservice.providers import provider_for
-from directservice.providers.iam import IamCredentials, keystone_body, parse_expiry
-from directservice.spec import parse_spec
+from directservice.discovery.httpclient import HttpClient
+from directservice.discovery.modelarts.iam import IamCredentials, keystone_body, parse_expiry
+from directservice.discovery.registry import provider_for
 
 pytestmark = pytest.mark.unit
 

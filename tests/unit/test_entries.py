@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from directservice.entries import (
-    DEFAULT_ALLOWED_CIDRS,
+from directservice.api.spec import DEFAULT_ALLOWED_CIDRS
+from directservice.core.entries import (
     EntryError,
     accept,
     check_allowed,
@@ -22,7 +22,7 @@ from directservice.entries import (
     parse_scheme,
     parse_weight,
 )
-from directservice.model import DiscoveryError, DroppedEntry, Instance
+from directservice.core.model import DiscoveryError, DroppedEntry, Instance
 
 pytestmark = pytest.mark.unit
 

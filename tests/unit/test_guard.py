@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from directservice.guard import (
+from directservice.core.guard import (
     SHRINK_HELD,
     EndpointId,
     GuardState,
@@ -14,7 +14,7 @@ from directservice.guard import (
     check_shrink,
     published_ids,
 )
-from directservice.model import (
+from directservice.core.model import (
     AddressFamily,
     EndpointState,
     Instance,

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from directservice.budget import RateBudgets
-from directservice.credentials import secret_not_found
+from directservice.core.model import Discovery, DiscoveryError, Instance
+from directservice.discovery import parse_spec
+from directservice.discovery.budget import RateBudgets
+from directservice.discovery.credentials import secret_not_found
+from directservice.discovery.httpclient import HttpClient
+from directservice.discovery.registry import Provider, provider_for
 from directservice.emulator import EmulatorThread
-from directservice.httpclient import HttpClient
-from directservice.model import Discovery, DiscoveryError, Instance
-from directservice.providers import Provider, provider_for
-from directservice.spec import parse_spec
 from discovery_faults import (
     MISSING_SERVICE,
     READ_TIMEOUT,

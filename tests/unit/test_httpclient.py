@@ -13,8 +13,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from directservice.httpclient import HttpClient, HttpResponse, parse_retry_after, redact_url
-from directservice.model import DiscoveryError
+from directservice.core.model import DiscoveryError
+from directservice.discovery.httpclient import (
+    HttpClient,
+    HttpResponse,
+    parse_retry_after,
+    redact_url,
+)
 
 pytestmark = pytest.mark.unit
 

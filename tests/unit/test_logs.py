@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from directservice.logs import JsonFormatter, ObjectLogger, TextFormatter
+from directservice.obs.logs import JsonFormatter, ObjectLogger, TextFormatter
 
 pytestmark = pytest.mark.unit
 

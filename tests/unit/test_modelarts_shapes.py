@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from directservice.model import DiscoveryError, Instance
-from directservice.provider_specs import FieldPaths
-from directservice.providers.extract import (
+from directservice.core.model import DiscoveryError, Instance
+from directservice.discovery.extract import (
     MISSING,
     find_instance_list,
     get_path,
     locate_list,
     split_address,
 )
-from directservice.providers.modelarts import parse_host_endpoints
+from directservice.discovery.fields import FieldPaths
+from directservice.discovery.modelarts.provider import parse_host_endpoints
 
 pytestmark = pytest.mark.unit
 

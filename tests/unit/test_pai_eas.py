@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
-from directservice.model import DiscoveryError, Instance
-from directservice.providers.pai_eas import discovery_url, parse_upstreams
-from directservice.spec import DEFAULT_EAS_PATH, PaiEasSpec
+from directservice.core.model import DiscoveryError, Instance
+from directservice.discovery.pai_eas import (
+    DEFAULT_EAS_PATH,
+    PaiEasSpec,
+    discovery_url,
+    parse_upstreams,
+)
 
 pytestmark = pytest.mark.unit
 

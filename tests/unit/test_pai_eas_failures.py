@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from directservice.core.model import DiscoveryError
+from directservice.discovery import parse_spec
+from directservice.discovery.httpclient import HttpClient
+from directservice.discovery.registry import provider_for
 from directservice.emulator import EmulatorThread
-from directservice.httpclient import HttpClient
-from directservice.model import DiscoveryError
-from directservice.providers import provider_for
-from directservice.spec import parse_spec
 from discovery_faults import READ_TIMEOUT, ROWS, SMALL_CAP, Row, closed_port_url, services
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from directservice.model import (
+from directservice.core.model import (
     AddressFamily,
     EndpointState,
     Instance,
@@ -18,8 +18,8 @@ from directservice.model import (
     SliceKey,
     SlicePlan,
 )
-from directservice.planner import Members, desired_endpoints, plan_slices
-from directservice.render import Owner, build_endpoint_slice, read_endpoint_slice
+from directservice.core.planner import Members, desired_endpoints, plan_slices
+from directservice.publish.render import Owner, build_endpoint_slice, read_endpoint_slice
 
 pytestmark = pytest.mark.unit
 

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from directservice.model import (
+from directservice.core.model import (
     AddressFamily,
     DesiredSlice,
     EndpointState,
     SliceContent,
     SliceKey,
 )
-from directservice.render import (
+from directservice.core.planner import slice_name
+from directservice.publish.render import (
     ANNOTATION_WEIGHTS,
     LABEL_MANAGED_BY,
     LABEL_SERVICE_NAME,
@@ -26,7 +27,6 @@ from directservice.render import (
     format_weight,
     read_endpoint_slice,
     read_service_shape,
-    slice_name,
 )
 
 pytestmark = pytest.mark.unit

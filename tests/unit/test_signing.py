@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from directservice import sigv
+from directservice.discovery.modelarts import sigv
 
 pytestmark = pytest.mark.unit
 

@@ -6,18 +6,17 @@ from typing import Any
 
 import pytest
 
-from directservice.spec import (
-    DEFAULT_EAS_PATH,
+from directservice.api.spec import (
     MAX_ENDPOINTS_PER_SLICE,
-    PaiEasSpec,
     PortSpec,
     SpecError,
     Timeouts,
     check_service_name,
     format_duration,
     parse_duration,
-    parse_spec,
 )
+from directservice.discovery import parse_spec
+from directservice.discovery.pai_eas import DEFAULT_EAS_PATH, PaiEasSpec
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from directservice.budget import RateBudgets
-from directservice.httpclient import HttpClient
-from directservice.model import Discovery, DiscoveryError, Instance
-from directservice.providers import StaticProvider, provider_for
-from directservice.spec import parse_spec
+from directservice.core.model import Discovery, DiscoveryError, Instance
+from directservice.discovery import parse_spec
+from directservice.discovery.budget import RateBudgets
+from directservice.discovery.httpclient import HttpClient
+from directservice.discovery.registry import provider_for
+from directservice.discovery.static import StaticProvider
 
 pytestmark = pytest.mark.unit
 

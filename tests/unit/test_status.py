@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from directservice.status import HEALTHY, READY, EventSpec, PollResult, next_status, status_differs
+from directservice.api.status import (
+    HEALTHY,
+    READY,
+    EventSpec,
+    PollResult,
+    next_status,
+    status_differs,
+)
 
 pytestmark = pytest.mark.unit
 

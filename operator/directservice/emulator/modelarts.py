@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from directservice import sigv
+from directservice.discovery.modelarts import sigv
 
 from .errors import ConfigError
 from .faults import Fault, FaultMode

@@ -1,0 +1,221 @@
+"""The results as Markdown: printed to the terminal and written to docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.env import Settings
+from bench.fleet import FleetResult
+from bench.large import LargeResult
+from bench.profiling import HotSpots, Spot
+from bench.propagation import PropagationResult
+from bench.stats import ratio
+
+
+@dataclass
+class Results:
+    settings: Settings
+    meta: dict[str, str]
+    large: LargeResult | None = None
+    levels: list[FleetResult] = field(default_factory=list)
+    propagation: PropagationResult | None = None
+    restart: tuple[float, int] | None = None
+    profile: HotSpots | None = None
+    profile_cpu_pct: float = math.nan
+    profile_text: str = ""
+    memory: dict[str, Any] = field(default_factory=dict)
+    http: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def level(self, n: int) -> FleetResult | None:
+        return next((r for r in self.levels if r.services == n), None)
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "**MISS**")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def targets(res: Results) -> list[str]:
+    s = res.settings
+    rows: list[list[str]] = []
+    fleet = res.level(s.fleet_size)
+    if fleet is not None:
+        tag = f"fleet {fleet.services}x{s.instances} @{s.interval:g}s"
+        rows += [
+            [f"{tag}: polls done / scheduled", "≥ 99 %",
+             f"{fmt(fleet.polls_pct, 2)} % ({fleet.polls_done:,} / {fleet.polls_scheduled:,.0f})",
+             _verdict(fleet.polls_pct >= 99)],
+            [f"{tag}: timer lateness p99 (gap - interval)", "≤ 500 ms",
+             f"{fmt(fleet.lateness_ms.p99)} ms (p50 {fmt(fleet.lateness_ms.p50)} ms)",
+             _verdict(fleet.lateness_ms.p99 <= 500)],
+            [f"{tag}: operator CPU", "≤ 50 % of a core", f"{fmt(fleet.cpu_pct)} %",
+             _verdict(fleet.cpu_pct <= 50)],
+            [f"{tag}: operator peak RSS (VmHWM)", "≤ 250 MiB", f"{fmt(fleet.hwm_mib)} MiB",
+             _verdict(fleet.hwm_mib <= 250)],
+            [f"{tag}: steady-state writes", "0 / min", f"{fmt(fleet.writes_per_min, 2)} / min",
+             _verdict(fleet.operator_writes == 0)],
+        ]  # fmt: skip
+    prop = res.propagation
+    if prop is not None:
+        rows += [
+            [f"propagation overhead p50 ({prop.fleet} services loaded)", "≤ 30 ms",
+             f"{fmt(prop.delay_ms.p50)} ms", _verdict(prop.delay_ms.p50 <= 30)],
+            [f"propagation overhead p99 ({prop.fleet} services loaded)", "≤ 100 ms",
+             f"{fmt(prop.delay_ms.p99)} ms", _verdict(prop.delay_ms.p99 <= 100)],
+        ]  # fmt: skip
+    large = res.large
+    if large is not None:
+        one = next((st for st in large.steps if st.name.startswith("1 instance")), None)
+        still = next((st for st in large.steps if st.name.startswith("no change")), None)
+        if one is not None:
+            measured = f"{one.writes} (naive {one.naive})"
+            rows.append([f"{large.instances:,}-instance service: 1-instance change",
+                         "exactly 1 slice write", measured,
+                         _verdict(one.writes == 1)])  # fmt: skip
+        if still is not None:
+            rows.append([f"{large.instances:,}-instance service: no-change polls", "0 writes",
+                         str(still.writes), _verdict(still.writes == 0)])  # fmt: skip
+    low, high = (res.level(n) for n in (min(s.curve), max(s.curve)))
+    if "curve" in s.scenarios and low is not None and high is not None and low is not high:
+        factor = ratio(high.cpu_ms_per_poll, low.cpu_ms_per_poll)
+        rows.append([f"CPU per poll at {high.services:,} vs {low.services:,} services",
+                     "≤ 1.5x", f"{fmt(factor, 2)}x ({fmt(high.cpu_ms_per_poll, 3)} vs "
+                     f"{fmt(low.cpu_ms_per_poll, 3)} ms)", _verdict(factor <= 1.5)])  # fmt: skip
+    return _table(["target", "goal", "measured", ""], rows)
+
+
+def curve(res: Results) -> list[str]:
+    rows = [
+        [f"{r.services:,}", fmt(r.sync_seconds), f"{r.polls_done:,} / {r.polls_scheduled:,.0f}",
+         fmt(r.polls_pct, 2), f"{fmt(r.lateness_ms.p50)} / {fmt(r.lateness_ms.p99)}",
+         fmt(r.beyond_jitter_ms.p99), fmt(r.cpu_pct), fmt(r.cpu_ms_per_poll, 3),
+         f"{fmt(r.rss_mib)} / {fmt(r.hwm_mib)}", fmt(r.rss_kib_per_service),
+         str(r.operator_writes), fmt(r.apiserver_cpu_pct), fmt(r.etcd_cpu_pct),
+         fmt(r.emulator_cpu_pct), f"{fmt(r.machine_cores, 2)} / {fmt(r.other_cores, 2)}"]
+        for r in res.levels
+    ]  # fmt: skip
+    head = ["services", "sync s", "polls done / scheduled", "%", "lateness p50 / p99 ms",
+            "beyond jitter p99 ms", "operator CPU %", "CPU ms / poll", "RSS / peak MiB",
+            "KiB RSS / service", "writes", "apiserver CPU %", "etcd CPU %",
+            "emulator CPU %", "machine busy / other cores"]  # fmt: skip
+    return _table(head, rows)
+
+
+def large_section(large: LargeResult) -> list[str]:
+    lines = [
+        f"{large.instances:,} instances, {large.slices} slices of ≤ 100, answer "
+        f"{large.response_kib:,.0f} KiB. Apply → first poll "
+        f"{fmt(large.apply_to_first_poll_s, 2)} s "
+        f"(the operator starts each service at a random phase of its interval), first poll → "
+        f"all {large.slices} slices seen {fmt(large.first_poll_to_all_s, 2)} s, apply → all "
+        f"{fmt(large.apply_to_all_s, 2)} s. CPU per unchanged poll of this service "
+        f"(fetch, parse, plan): {fmt(large.cpu_ms_per_unchanged_poll)} ms.",
+        "",
+    ]
+    rows = [
+        [st.name, str(st.writes), ", ".join(f"{k} {v}" for k, v in st.slice_writes.items()) or "-",
+         str(st.slice_events), f"{st.slices_before} → {st.slices_after}", str(st.naive),
+         fmt(ratio(st.writes, st.naive), 2), fmt(st.visible_s, 2),
+         ", ".join(f"{k} {v}" for k, v in st.other_writes.items()) or "-"]
+        for st in large.steps
+    ]  # fmt: skip
+    head = ["change", "slice writes", "by verb", "watch events", "slices", "naive writes",
+            "ours ÷ naive", "visible after s", "other writes"]  # fmt: skip
+    return lines + _table(head, rows)
+
+
+def naive_section(res: Results) -> list[str]:
+    rows: list[list[str]] = []
+    ours_total = naive_total = 0
+    if res.propagation is not None:
+        p = res.propagation
+        ours = p.writes.get("PUT endpointslices", 0) + p.writes.get("POST endpointslices", 0)
+        rows.append([f"propagation: {p.changes} changes of a 10-instance service", str(ours),
+                     str(p.naive), fmt(ratio(ours, p.naive), 2)])  # fmt: skip
+        ours_total += ours
+        naive_total += p.naive
+    size = f"{res.large.instances:,}" if res.large else ""
+    for st in res.large.steps if res.large else []:
+        if st.naive:
+            share = fmt(ratio(st.writes, st.naive), 2)
+            rows.append([f"{size} instances: {st.name}", str(st.writes), str(st.naive), share])
+            ours_total += st.writes
+            naive_total += st.naive
+    rows.append(["**all changes**", str(ours_total), str(naive_total),
+                 fmt(ratio(ours_total, naive_total), 3)])  # fmt: skip
+    return _table(["changes", "our slice writes", "naive writes", "ours ÷ naive"], rows)
+
+
+def http_section(res: Results) -> list[str]:
+    rows = [
+        [r["mode"], str(r["threads"]), f"{r['rate']:.1f}", str(r["errors"]), fmt(r["cpu_pct"]),
+         fmt(r["cpu_us_per_req"], 0), fmt(r["latency_p50_ms"], 2), fmt(r["latency_p99_ms"], 2),
+         fmt(r["start_late_p99_ms"], 2), fmt(r["max_rss_mib"]), fmt(r.get("emulator_cpu_pct"))]
+        for r in res.http
+    ]  # fmt: skip
+    head = ["client", "threads", "req/s", "errors", "client CPU %", "CPU µs / req",
+            "latency p50 ms", "latency p99 ms", "start late p99 ms", "max RSS MiB",
+            "emulator CPU %"]  # fmt: skip
+    return _table(head, rows)
+
+
+def profile_section(res: Results) -> list[str]:
+    hot = res.profile
+    if hot is None:
+        return []
+    lines = [
+        f"pyinstrument sampled the event-loop thread for {hot.wall:.0f} s; it was busy "
+        f"{hot.busy:.1f} s ({100 * hot.busy / hot.wall if hot.wall else 0:.1f} % of the "
+        f"time; the process used {fmt(res.profile_cpu_pct)} % of a core while profiled).",
+        "",
+        "Self time by package:",
+        "",
+    ]
+    lines += _spots("package", hot.packages)
+    lines += ["Functions by self time:", ""]
+    lines += _spots("function", hot.self_time)
+    lines += ["directservice functions including callees:", ""]
+    lines += _spots("function", hot.ours)
+    return lines
+
+
+def _spots(kind: str, spots: list[Spot]) -> list[str]:
+    rows = [[f"`{p.name}`", fmt(p.seconds, 2), fmt(100 * p.share)] for p in spots]
+    return _table([kind, "s", "% of busy"], rows)
+
+
+def memory_section(res: Results) -> list[str]:
+    mem = res.memory
+    if not mem:
+        return []
+    services = res.settings.fleet_size
+    total = float(mem["bytes"])
+    lines = [
+        f"Object census after the profile window, samples discarded ({services:,} services): "
+        f"{mem['objects']:,} live Python objects, {total / 2**20:,.1f} MiB by sys.getsizeof "
+        f"(shallow sizes; allocator overhead and fragmentation not included) of "
+        f"{mem['rss_kib'] / 1024:,.1f} MiB RSS (before profiling); "
+        f"{total / services / 1024:,.1f} KiB and "
+        f"{mem['objects'] / services:,.0f} objects per service if all of it were per service.",
+        "",
+    ]
+    rows = [
+        [f"`{t['type']}`", f"{t['count']:,}", fmt(t["bytes"] / 2**20, 2),
+         fmt(t["count"] / services, 1)]
+        for t in mem["types"][:20]
+    ]  # fmt: skip
+    return lines + _table(["type", "objects", "MiB", "objects / service"], rows)

@@ -1,0 +1,61 @@
+"""Every condition reason the operator writes, in one place (docs/troubleshooting.md lists
+each; a unit test keeps the two equal). Event reasons are the same words."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # DiscoveryHealthy=True
+    DISCOVERY_SUCCEEDED = "DiscoverySucceeded"
+    RATE_LIMITED = "RateLimited"  # healthy, but polled less often than asked
+    # Ready
+    ENDPOINTS_PUBLISHED = "EndpointsPublished"
+    NO_READY_ENDPOINTS = "NoReadyEndpoints"
+    # The request got no answer
+    TIMEOUT = "Timeout"
+    CONNECTION_FAILED = "ConnectionFailed"
+    TLS_ERROR = "TLSError"
+    RESPONSE_TOO_LARGE = "ResponseTooLarge"
+    # The answer was not a success
+    REDIRECTED = "Redirected"
+    UNAUTHORIZED = "Unauthorized"
+    NOT_FOUND = "NotFound"
+    THROTTLED = "Throttled"
+    SERVER_ERROR = "ServerError"
+    HTTP_STATUS = "HTTPStatus"
+    # The answer was a success but not usable
+    INVALID_JSON = "InvalidJSON"
+    WRONG_SHAPE = "WrongShape"
+    EMPTY_LIST = "EmptyList"
+    ALL_WEIGHTS_ZERO = "AllWeightsZero"
+    NO_VALID_ENTRIES = "NoValidEntries"
+    # Policy and spec
+    HOST_NOT_ALLOWED = "HostNotAllowed"
+    INVALID_SPEC = "InvalidSpec"
+    SHRINK_HELD = "ShrinkHeld"
+    # Credentials
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_FORBIDDEN = "SecretForbidden"
+    SECRET_UNAVAILABLE = "SecretUnavailable"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    INVALID_SECRET_VALUE = "InvalidSecretValue"
+    CREDENTIALS_REJECTED = "CredentialsRejected"
+    # Publishing
+    PUBLISH_CONFLICT = "PublishConflict"
+    PUBLISH_SERVICE_CONFLICT = "PublishServiceConflict"
+    PUBLISH_INVALID = "PublishInvalid"
+    PUBLISH_FORBIDDEN = "PublishForbidden"
+    PUBLISH_NOT_FOUND = "PublishNotFound"
+    PUBLISH_UNAVAILABLE = "PublishUnavailable"
+    PUBLISH_API_ERROR = "PublishAPIError"
+    # Anything nobody foresaw: the poll loop's error boundary
+    INTERNAL_ERROR = "InternalError"
+
+
+class EventReason(StrEnum):
+    """Event reasons that are not condition reasons."""
+
+    ENTRIES_DROPPED = "EntriesDropped"
+    SHRINK_APPLIED = "ShrinkApplied"

@@ -1,0 +1,225 @@
+"""The DirectService spec as typed, validated values.
+
+The CRD schema already validates and defaults; this parser repeats the checks that matter,
+so an object stored under an older CRD (any field of any type) or read from a file by the CLI
+fails with SpecError naming the field, never with an AttributeError deep in a poll.
+The provider section is parsed by the provider's own module (discovery/registry.py), handed
+in as `parse_provider`, so this layer knows no provider.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_POLL_INTERVAL = 5.0
+MIN_POLL_INTERVAL = 1.0
+MAX_ENDPOINTS_PER_SLICE = 1000
+DEFAULT_MAX_SHRINK_PERCENT = 50
+DEFAULT_SHRINK_CONFIRMATIONS = 3
+MAX_SHRINK_CONFIRMATIONS = 100
+MAX_CALLS_PER_MINUTE = 60000
+MAX_ALLOWED_CIDRS = 64
+
+# Private (RFC 1918), carrier-grade NAT (RFC 6598) and unique-local IPv6 (RFC 4193): where
+# instances in a peered VPC live. A discovery answer pointing elsewhere (a public address, a
+# cloud metadata endpoint) is more likely an attack or a bug than a model instance.
+DEFAULT_ALLOWED_CIDRS: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SpecError(ValueError):
+    """The DirectService spec cannot be used; the message names the field and is shown."""
+
+
+class ProviderSpec(Protocol):
+    """One provider's parsed section of spec.provider (a frozen dataclass per provider)."""
+
+    kind: ClassVar[str]
+    # The most calls per minute spec.rateBudget may ask of this provider.
+    max_calls_per_minute: ClassVar[int]
+
+    def discovery_urls(self) -> tuple[str, ...]:
+        """Every URL a poll may contact: the operator checks their hosts before any call."""
+        ...
+
+
+ProviderParser = Callable[[Any], ProviderSpec]
+
+
+def parse_duration(text: Any, field_name: str) -> float:
+    """Parse a Go-style duration ("5s", "1m30s", "250ms") into seconds."""
+    value = text.strip() if isinstance(text, str) else ""
+    parts = _DURATION_PART.findall(value)
+    if not value or "".join(n + u for n, u in parts) != value:
+        raise SpecError(f"{field_name}: {str(text)[:40]!r} is not a duration like 5s, 1m or 1m30s")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration for display: 5.0 → "5s", 90 → "1m30s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = round(seconds)
+    minutes, secs = divmod(whole, 60)
+    if minutes and secs:
+        return f"{minutes}m{secs}s"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+def mapping(
+    value: Any, where: str, *, default: Mapping[str, Any] | None = None
+) -> Mapping[str, Any]:
+    """`value` as an object; None gives `default` (if any). Anything else names `where`."""
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{where} must be an object, not {type(value).__name__}")
+    return value
+
+
+def integer(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{where} must be an integer between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    name: str = "http"
+    app_protocol: str | None = None
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 2.0
+    read: float = 5.0
+
+
+@dataclass(frozen=True)
+class DirectServiceSpec:
+    provider: ProviderSpec
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    port: PortSpec = PortSpec()
+    timeouts: Timeouts = Timeouts()
+    max_endpoints_per_slice: int = 100
+    allowed_cidrs: tuple[Network, ...] = DEFAULT_ALLOWED_CIDRS
+    max_shrink_percent: int = DEFAULT_MAX_SHRINK_PERCENT
+    shrink_confirmations: int = DEFAULT_SHRINK_CONFIRMATIONS
+    calls_per_minute: int | None = None  # spec.rateBudget; None: the operator's default
+
+    @property
+    def provider_kind(self) -> str:
+        return self.provider.kind
+
+
+def check_service_name(name: str) -> None:
+    """The DirectService name becomes the Service name, so it must be a DNS-1035 label."""
+    if len(name) > 63 or not _DNS_1035.match(name):
+        raise SpecError(
+            f"metadata.name {name!r} must be a DNS-1035 label (lowercase letters, digits, '-', "
+            "starting with a letter, at most 63 characters) because it names the Service"
+        )
+
+
+def parse_spec(raw: Any, parse_provider: ProviderParser) -> DirectServiceSpec:
+    spec = mapping(raw, "spec")
+    provider = parse_provider(spec.get("provider"))
+    poll = parse_duration(spec.get("pollInterval", "5s"), "spec.pollInterval")
+    if poll < MIN_POLL_INTERVAL:
+        raise SpecError(f"spec.pollInterval must be at least {format_duration(MIN_POLL_INTERVAL)}")
+    raw_timeouts = mapping(spec.get("timeouts"), "spec.timeouts", default={})
+    timeouts = Timeouts(
+        connect=parse_duration(raw_timeouts.get("connect", "2s"), "spec.timeouts.connect"),
+        read=parse_duration(raw_timeouts.get("read", "5s"), "spec.timeouts.read"),
+    )
+    return DirectServiceSpec(
+        provider=provider,
+        poll_interval=poll,
+        port=_parse_port(mapping(spec.get("port"), "spec.port", default={})),
+        timeouts=timeouts,
+        max_endpoints_per_slice=integer(
+            spec.get("maxEndpointsPerSlice", 100),
+            "spec.maxEndpointsPerSlice",
+            1,
+            MAX_ENDPOINTS_PER_SLICE,
+        ),
+        allowed_cidrs=parse_cidrs(spec.get("allowedCIDRs")),
+        max_shrink_percent=integer(
+            spec.get("maxShrinkPercent", DEFAULT_MAX_SHRINK_PERCENT),
+            "spec.maxShrinkPercent",
+            0,
+            100,
+        ),
+        shrink_confirmations=integer(
+            spec.get("shrinkConfirmations", DEFAULT_SHRINK_CONFIRMATIONS),
+            "spec.shrinkConfirmations",
+            1,
+            MAX_SHRINK_CONFIRMATIONS,
+        ),
+        calls_per_minute=_parse_rate_budget(spec.get("rateBudget"), provider),
+    )
+
+
+def parse_cidrs(raw: Any) -> tuple[Network, ...]:
+    """spec.allowedCIDRs; host bits must be zero, since "10.1.2.3/8" is usually a typo."""
+    if raw is None:
+        return DEFAULT_ALLOWED_CIDRS
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_ALLOWED_CIDRS:
+        raise SpecError(f"spec.allowedCIDRs must list 1..{MAX_ALLOWED_CIDRS} CIDRs")
+    networks: list[Network] = []
+    for item in raw:
+        try:
+            if not isinstance(item, str) or "/" not in item:  # a bare address is no CIDR in CEL
+                raise ValueError(item)
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            raise SpecError(
+                f"spec.allowedCIDRs: {str(item)[:50]!r} is not a CIDR like 10.0.0.0/8 "
+                "(with the host bits zero)"
+            ) from None
+    return tuple(networks)
+
+
+def _parse_rate_budget(raw: Any, provider: ProviderSpec) -> int | None:
+    if raw is None:
+        return None
+    calls = mapping(raw, "spec.rateBudget").get("callsPerMinute")
+    if calls is None:
+        return None
+    high = min(provider.max_calls_per_minute, MAX_CALLS_PER_MINUTE)
+    return integer(calls, f"spec.rateBudget.callsPerMinute (for {provider.kind})", 1, high)
+
+
+def _parse_port(raw: Mapping[str, Any]) -> PortSpec:
+    name = raw.get("name", "http")
+    if (
+        not isinstance(name, str)
+        or len(name) > 15
+        or not _PORT_NAME.match(name)
+        or "--" in name
+        or name.isdigit()
+    ):
+        raise SpecError(
+            f"spec.port.name {str(name)[:40]!r} must be an IANA service name like 'http'"
+        )
+    number = raw.get("port")
+    if number is not None:
+        number = integer(number, "spec.port.port", 1, 65535)
+    app_protocol = raw.get("appProtocol")
+    if app_protocol is not None and not isinstance(app_protocol, str):
+        raise SpecError("spec.port.appProtocol must be a string")
+    return PortSpec(name=name, app_protocol=app_protocol or None, number=number)

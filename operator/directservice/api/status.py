@@ -1,0 +1,150 @@
+"""DirectService status and Events as a pure function of the last status and a poll result.
+
+The result equals the input whenever nothing the user should see has changed, so the
+caller writes status only on a difference: steady state costs no API writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from directservice.api.reasons import EventReason, Reason
+
+HEALTHY = "DiscoveryHealthy"
+READY = "Ready"
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll achieved. `failure` set: discovery failed, nothing was changed."""
+
+    generation: int
+    provider: str
+    now: str  # RFC 3339, UTC
+    ready: int = 0
+    total: int = 0
+    published_changed: bool = False
+    failure_reason: Reason | None = None
+    failure_message: str | None = None
+    dropped: int = 0
+    dropped_names: tuple[str, ...] = ()
+    effective_interval: str | None = None  # set when a shared rate budget stretches polls
+    rate_limited_message: str | None = None
+    retry_after: float | None = None
+    blocked_reason: Reason | None = None  # e.g. a Service of that name that is not ours
+    blocked_message: str | None = None
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str  # Normal | Warning
+    reason: Reason | EventReason
+    message: str
+
+
+def _condition(
+    old: Sequence[Mapping[str, Any]],
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int,
+) -> dict[str, Any]:
+    previous = next((c for c in old if c.get("type") == kind), None)
+    changed_status = previous is None or previous.get("status") != status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (
+            now if previous is None or changed_status else previous.get("lastTransitionTime", now)
+        ),
+        "observedGeneration": generation,
+    }
+
+
+def next_status(
+    old: Mapping[str, Any], result: PollResult
+) -> tuple[dict[str, Any], list[EventSpec]]:
+    """The status after `result`, and the Events for condition transitions."""
+    # A status someone else wrote may hold anything: only well-formed conditions are kept.
+    raw_conditions = old.get("conditions")
+    conditions = [
+        c
+        for c in (raw_conditions if isinstance(raw_conditions, list) else [])
+        if isinstance(c, Mapping)
+    ]
+    status: dict[str, Any] = {
+        key: value for key, value in old.items() if key not in ("conditions",)
+    }
+    status["provider"] = result.provider
+    status["observedGeneration"] = result.generation
+    events: list[EventSpec] = []
+
+    if result.blocked_reason:
+        health = ("False", result.blocked_reason, result.blocked_message or "")
+    elif result.failure_reason:
+        health = ("False", result.failure_reason, result.failure_message or "")
+    else:
+        health = (
+            ("True", Reason.RATE_LIMITED, result.rate_limited_message)
+            if result.rate_limited_message  # healthy, polled less often than asked
+            else ("True", Reason.DISCOVERY_SUCCEEDED, "the last discovery answer was accepted")
+        )
+        status["readyEndpoints"] = result.ready
+        status["totalEndpoints"] = result.total
+        status["droppedEntries"] = result.dropped
+        was_healthy = any(
+            c.get("type") == HEALTHY and c.get("status") == "True" for c in conditions
+        )
+        if result.published_changed or not was_healthy or "lastSuccessfulSync" not in old:
+            status["lastSuccessfulSync"] = result.now
+        if result.dropped and result.published_changed:
+            events.append(
+                EventSpec(
+                    "Warning",
+                    EventReason.ENTRIES_DROPPED,
+                    f"dropped {result.dropped} invalid entries: " + "; ".join(result.dropped_names),
+                )
+            )
+    if result.effective_interval:
+        status["effectivePollInterval"] = result.effective_interval
+    elif not result.failure_reason and status.get("effectivePollInterval") is not None:
+        status["effectivePollInterval"] = None  # merge patch: no longer stretched
+
+    ready = status.get("readyEndpoints", 0)
+    readiness = (
+        ("True", Reason.ENDPOINTS_PUBLISHED, f"{ready} ready endpoints published")
+        if ready
+        else ("False", Reason.NO_READY_ENDPOINTS, "no ready endpoints are published yet")
+    )
+    new_conditions = [
+        _condition(conditions, HEALTHY, *health, result.now, result.generation),
+        _condition(conditions, READY, *readiness, result.now, result.generation),
+    ]
+    for new in new_conditions:
+        old_cond = next((c for c in conditions if c.get("type") == new["type"]), None)
+        transitioned = old_cond is None or (old_cond.get("status"), old_cond.get("reason")) != (
+            new["status"],
+            new["reason"],
+        )
+        if transitioned:
+            events.append(
+                EventSpec(
+                    "Normal" if new["status"] == "True" else "Warning",
+                    new["reason"],
+                    new["message"],
+                )
+            )
+    others = [c for c in conditions if c.get("type") not in (HEALTHY, READY)]
+    status["conditions"] = new_conditions + others
+    return status, events
+
+
+def status_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Compare only the fields we own: kopf or other writers may add their own."""
+    return any(old.get(key) != value for key, value in new.items())

@@ -1,0 +1,195 @@
+"""kopf wiring: the only module that imports kopf.
+
+- Two indexes keep our Services and EndpointSlices in memory (server-side label
+  selectors keep the watches small), so polls never GET or LIST. Their DELETED events tell
+  the DirectService's publisher that something it wrote is gone.
+- One async daemon per DirectService runs its poll loop; kopf stops it on deletion
+  and when a higher-priority peer takes over.
+- Nothing returns a value from a handler: kopf would write it to status every time.
+- kopf's memo carries one object, the Runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from directservice.api.names import (
+    FINALIZER,
+    GROUP,
+    LABEL_APP_MANAGED_BY,
+    LABEL_MANAGED_BY,
+    LABEL_SERVICE_NAME,
+    MANAGED_BY,
+    PLURAL,
+    SERVICE_SELECTOR,
+    SLICE_SELECTOR,
+    VERSION,
+    Owner,
+)
+from directservice.controller.reconciler import Reconciler, Shared
+from directservice.controller.runtime import Options, Runtime
+from directservice.core.model import PublishedSlice, ServiceShape
+from directservice.obs import metrics
+from directservice.publish.render import read_endpoint_slice, read_service_shape
+
+log = logging.getLogger(__name__)
+
+SliceIndex = kopf.Index[tuple[str | None, str], PublishedSlice]
+ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | None]
+
+
+def runtime_of(memo: kopf.Memo) -> Runtime:
+    runtime = memo.get("runtime")
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("the operator's memo carries no Runtime: start it with run()")
+    return runtime
+
+
+class IndexView:
+    """ClusterView over the two kopf indexes."""
+
+    def __init__(self, slices: SliceIndex, services: ServiceIndex) -> None:
+        self._slices = slices
+        self._services = services
+
+    def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
+        return list(self._slices.get((namespace, name), ()))
+
+    def service(self, namespace: str, name: str) -> ServiceShape | None:
+        found = list(self._services.get((namespace, name), ()))
+        return found[0] if found else None
+
+
+async def run(options: Options) -> None:
+    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    runtime = Runtime.connect(options)
+    try:
+        await kopf.operator(
+            clusterwide=not options.namespaces,
+            namespaces=options.namespaces,
+            standalone=not options.peering,
+            peering_name=options.peering or None,
+            # Replicas of one Deployment cannot be told apart by flags; a random priority
+            # makes exactly one of them active (kopf pauses all on a priority tie).
+            priority=random.randint(1, 2**30) if options.peering else None,
+            liveness_endpoint=options.liveness,
+            memo=kopf.Memo(runtime=runtime),
+        )
+    finally:
+        await runtime.http.close()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    options = runtime_of(memo).options
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # we post our own Events, on transitions only
+    settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = SLICE_SELECTOR
+    settings.watching.label_selectors["", "services"] = SERVICE_SELECTOR
+    if options.namespaces:
+        # Namespaced mode runs on Roles only: no cluster-wide namespace or CRD scanning.
+        settings.scanning.disabled = True
+    settings.peering.standalone = not options.peering
+    settings.peering.name = options.peering or "directservice-operator"
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def dsvc_slices(
+    *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], PublishedSlice]:
+    return {(namespace, labels.get(LABEL_SERVICE_NAME, "")): read_endpoint_slice(body)}
+
+
+@kopf.index("", "v1", "services", labels={LABEL_APP_MANAGED_BY: MANAGED_BY})
+def dsvc_services(
+    *, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], ServiceShape | None]:
+    return {(namespace, name): read_service_shape(body)}
+
+
+@kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def slice_event(
+    *, type: str | None, namespace: str | None, name: str, labels: Mapping[str, str],
+    memo: kopf.Memo, **_: Any,
+) -> None:  # fmt: skip
+    if type == "DELETED":
+        service = labels.get(LABEL_SERVICE_NAME, "")
+        reconciler = runtime_of(memo).reconcilers.get((str(namespace), service))
+        if reconciler is not None:
+            reconciler.publisher.forget_slice(name)
+
+
+@kopf.on.event("", "v1", "services", labels={LABEL_APP_MANAGED_BY: MANAGED_BY})
+def service_event(
+    *, type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    if type == "DELETED":
+        reconciler = runtime_of(memo).reconcilers.get((str(namespace), name))
+        if reconciler is not None:
+            reconciler.publisher.forget_service()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="poll", cancellation_timeout=10.0)
+async def poll(
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    runtime = runtime_of(memo)
+    meta = body.metadata
+    owner = Owner(namespace=str(meta.namespace), name=str(meta.name), uid=str(meta.uid))
+    shared = Shared(
+        writer=runtime.writer,
+        http=runtime.http,
+        view=IndexView(kwargs["dsvc_slices"], kwargs["dsvc_services"]),
+        config=runtime.options.config,
+        budgets=runtime.budgets,
+        tokens=runtime.tokens,
+        secrets=runtime.secrets,
+    )
+    reconciler = Reconciler(owner=owner, shared=shared)
+    # Kept after the daemon stops (deletion stops it first): the delete handler needs it.
+    runtime.reconcilers[(owner.namespace, owner.name)] = reconciler
+    await reconciler.run(lambda: body, stopped)
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def spec_changed(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Poll at once after an edit instead of waiting out the interval."""
+    reconciler = runtime_of(memo).reconcilers.get((str(namespace), name))
+    if reconciler is not None:
+        reconciler.wake.set()
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=5.0)
+async def cleanup_owned(
+    *,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """Remove what we created: clusters without a garbage collector keep it otherwise."""
+    runtime = runtime_of(memo)
+    reconciler = runtime.reconcilers.pop((str(namespace), name), None)
+    pending = False
+    if reconciler is not None:
+        await reconciler.close()  # no poll may write after the cleanup below
+        pending = reconciler.publisher.service_pending()
+    services: ServiceIndex = kwargs["dsvc_services"]
+    found = list(services.get((namespace, name), ()))
+    ours = pending or (bool(found) and found[0] is not None and found[0].owner_uid == uid)
+    await runtime.writer.delete_owned(Owner(str(namespace), name, uid), service_is_ours=ours)
+    metrics.forget(str(namespace), name)

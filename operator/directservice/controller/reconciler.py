@@ -1,0 +1,350 @@
+"""One DirectService's poll loop: discover → guard → publish → status.
+
+Polls run one at a time per DirectService (so at most one fetch is in flight), draw from
+the credential's shared rate budget, back off on failure and wake early on a spec edit.
+State is in memory: the Publisher's view of what is published, the shrink guard's
+pending answer, and the last status written.
+
+The loop is the error boundary: nothing a discovery server, a Secret, a DirectService or the
+API server sends ends it. An exception nobody foresaw becomes reason InternalError for that
+poll (one Event on the transition, a metric, one log line with the traceback), and what is
+published stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from directservice.api.names import Owner
+from directservice.api.reasons import EventReason, Reason
+from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name, format_duration
+from directservice.api.status import EventSpec, PollResult, next_status, status_differs
+from directservice.controller.config import OperatorConfig
+from directservice.core.guard import (
+    GuardState,
+    ShrinkPolicy,
+    answer_ids,
+    check_shrink,
+    published_ids,
+)
+from directservice.core.model import Discovery, DiscoveryError, InternalError, summarize
+from directservice.discovery import parse_spec, provider_for
+from directservice.discovery.base import Provider
+from directservice.discovery.budget import RateBudgets, backoff_delay
+from directservice.discovery.credentials import SecretReader, TokenCache, no_secrets
+from directservice.discovery.httpclient import HttpClient
+from directservice.obs import metrics
+from directservice.obs.logs import ObjectLogger
+from directservice.publish.publisher import ClusterView, Publisher
+from directservice.publish.writer import KubeWriter, WriteError
+
+log = logging.getLogger(__name__)
+
+MAX_START_JITTER = 10.0
+INVALID_SPEC_RETRY = 30.0  # an edit wakes the loop at once; this only re-reports
+Body = Mapping[str, Any]
+
+
+class Stopped(Protocol):
+    """kopf's daemon stop flag: false until the daemon should end."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self) -> Awaitable[object]: ...
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Shared:
+    """What every DirectService of one operator process shares."""
+
+    writer: KubeWriter
+    http: HttpClient
+    view: ClusterView
+    config: OperatorConfig = field(default_factory=OperatorConfig)
+    budgets: RateBudgets | None = None
+    tokens: TokenCache = field(default_factory=TokenCache)
+    secrets: SecretReader = no_secrets
+
+
+@dataclass
+class Reconciler:
+    owner: Owner
+    shared: Shared
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+    closed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _spec_source: Any = None
+    _spec: DirectServiceSpec | None = None
+    _provider: Provider | None = None
+    _published_source: object | None = None  # the provider spec behind what is published
+    _guard: GuardState = field(default_factory=GuardState)
+    _status: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
+        self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self, get_body: Callable[[], Body], stopped: Stopped) -> None:
+        """Poll until `stopped` (kopf's daemon flag) or close(). A spec edit sets `wake`."""
+        metrics.track(self.owner.namespace, self.owner.name)
+        try:
+            # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
+            start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
+            await self._sleep(start, stopped)
+            while not stopped and not self.closed:
+                async with self._busy:
+                    if self.closed:
+                        break
+                    self.wake.clear()  # an edit during this poll wakes the next one
+                    delay = await self.poll_once(get_body())
+                await self._sleep(delay, stopped)
+        finally:
+            # Metric series stay: they live as long as the DirectService (handlers.forget).
+            if self._provider is not None:
+                self._provider.close()  # gives the budget seat back
+                self._provider = None
+
+    async def close(self) -> None:
+        """Stop polling and wait out a poll in flight, so nothing is written after the
+        deletion handler has cleaned up."""
+        self.closed = True
+        self.wake.set()
+        async with self._busy:
+            pass
+
+    async def _sleep(self, delay: float, stopped: Stopped) -> None:
+        waiters = [
+            asyncio.ensure_future(self.wake.wait()),
+            asyncio.ensure_future(stopped.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _interval_of(self, body: Body) -> float:
+        try:
+            return self.interval(self._parse(body))
+        except SpecError:
+            return 5.0
+
+    def interval(self, spec: DirectServiceSpec) -> float:
+        return max(float(spec.poll_interval), self.shared.config.min_poll_interval)
+
+    def _parse(self, body: Body) -> DirectServiceSpec:
+        source = body.get("spec")
+        if self._spec is None or source != self._spec_source:
+            check_service_name(self.owner.name)
+            spec = parse_spec(source)
+            if self._provider is not None:
+                self._provider.close()
+                self._provider = None
+            self._provider = provider_for(
+                spec,
+                namespace=self.owner.namespace,
+                secrets=self.shared.secrets,
+                token_cache=self.shared.tokens,
+                budgets=self.shared.budgets,
+                member_id=self.owner.key,
+            )
+            self._spec, self._spec_source = spec, source
+        return self._spec
+
+    # -- one poll ------------------------------------------------------------------
+
+    async def poll_once(self, body: Body) -> float:
+        """One poll; returns the delay until the next one. Never raises (but cancellation)."""
+        try:
+            return await self._poll(body)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the error boundary
+            return await self._internal_error(body, exc)
+
+    async def _poll(self, body: Body) -> float:
+        generation = _generation(body)
+        try:
+            spec = self._parse(body)
+        except SpecError as exc:
+            self._spec = None
+            result = PollResult(
+                generation, _reported_provider(body), utc_now(),
+                blocked_reason=Reason.INVALID_SPEC, blocked_message=str(exc),
+            )  # fmt: skip
+            await self._report(body, result)
+            return INVALID_SPEC_RETRY
+        result = await self._sync(spec, generation)
+        await self._report(body, result)
+        interval = self.interval(spec)
+        if result.failure_reason == Reason.SHRINK_HELD:  # not a failure: confirm at the pace
+            return interval
+        if result.blocked_reason == Reason.PUBLISH_UNAVAILABLE:
+            # The API server is down: retrying costs it nothing, and catching up within one
+            # interval of its return matters more than sparing a discovery call.
+            self.failures += 1
+            return interval
+        if result.failure_reason or result.blocked_reason:
+            self.failures += 1
+            return backoff_delay(interval, self.failures, self.rng, result.retry_after)
+        self.failures = 0
+        assert self._provider is not None
+        return self._provider.effective_interval(interval) * self.rng.uniform(0.95, 1.05)
+
+    async def _internal_error(self, body: Body, exc: Exception) -> float:
+        safe = exc.message if isinstance(exc, InternalError) else summarize(exc)
+        trace = exc.trace if isinstance(exc, InternalError) else None
+        if trace is not None:
+            self.log.error("internal error in a poll: %s\nTraceback (frames):\n%s", safe, trace)
+        else:
+            self.log.error("internal error in a poll: %s", safe, exc_info=exc)
+        metrics.INTERNAL_ERRORS.labels(self.owner.namespace, self.owner.name).inc()
+        self.failures += 1
+        result = PollResult(
+            _generation(body), _reported_provider(body), utc_now(),
+            blocked_reason=Reason.INTERNAL_ERROR, blocked_message=safe,
+        )  # fmt: skip
+        try:
+            await self._report(body, result)
+        except Exception as report_exc:  # a status we cannot even build: say so, go on
+            self.log.error("status not written: %s", summarize(report_exc), exc_info=report_exc)
+        interval = self._spec.poll_interval if self._spec else 5.0
+        return backoff_delay(
+            max(interval, self.shared.config.min_poll_interval), self.failures, self.rng
+        )
+
+    async def _sync(self, spec: DirectServiceSpec, generation: int) -> PollResult:
+        kind = spec.provider_kind
+        started = time.monotonic()
+        try:
+            discovery = await self._discover(spec)
+        except DiscoveryError as exc:
+            metrics.DISCOVERY_REQUESTS.labels(kind, exc.reason).inc()
+            metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+            level = logging.INFO if self.failures == 0 else logging.DEBUG  # once per outage
+            self.log.log(level, "discovery failed: %s: %s", exc.reason, exc.message)
+            return PollResult(
+                generation, kind, utc_now(), failure_reason=exc.reason,
+                failure_message=exc.message, retry_after=exc.retry_after,
+            )  # fmt: skip
+        metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
+        metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+
+        verdict = check_shrink(
+            published_ids(self.publisher.published_slices()),
+            answer_ids(discovery.instances),
+            ShrinkPolicy(spec.max_shrink_percent, spec.shrink_confirmations),
+            self._guard,
+            source_changed=self._published_source not in (None, spec.provider),
+        )
+        self._guard = verdict.state
+        if not verdict.apply:
+            self.log.info("holding a shrinking answer: %s", verdict.message)
+            return PollResult(
+                generation, kind, utc_now(), failure_reason=Reason.SHRINK_HELD,
+                failure_message=verdict.message,
+            )  # fmt: skip
+        try:
+            writes = await self.publisher.publish(spec, discovery.instances)
+        except WriteError as exc:
+            self.log.warning("publishing failed: %s", exc.message)
+            return PollResult(
+                generation, kind, utc_now(), blocked_reason=exc.reason,
+                blocked_message=exc.message,
+            )  # fmt: skip
+        self._published_source = spec.provider
+        if verdict.confirmed_shrink:
+            await self.shared.writer.post_event(
+                self.owner, EventSpec("Normal", EventReason.SHRINK_APPLIED, verdict.message)
+            )
+        return self._success(spec, generation, discovery, writes)
+
+    def _success(
+        self, spec: DirectServiceSpec, generation: int, discovery: Discovery, writes: int
+    ) -> PollResult:
+        ready = sum(1 for inst in discovery.instances if inst.serving)
+        total = len(discovery.instances)
+        metrics.record_success(
+            self.owner.namespace, self.owner.name, ready, total, len(discovery.dropped)
+        )
+        if writes:
+            self.log.info("published %d endpoints (%d ready) in %d writes", total, ready, writes)
+        assert self._provider is not None
+        interval = self.interval(spec)
+        effective = self._provider.effective_interval(interval)
+        stretched = effective > interval + 0.5
+        return PollResult(
+            generation,
+            spec.provider_kind,
+            utc_now(),
+            ready=ready,
+            total=total,
+            published_changed=writes > 0,
+            dropped=len(discovery.dropped),
+            dropped_names=tuple(f"{d.entry} ({d.reason})" for d in discovery.dropped[:10]),
+            effective_interval=format_duration(effective) if stretched else None,
+            rate_limited_message=self._stretch_message(interval, effective) if stretched else None,
+        )
+
+    def _stretch_message(self, interval: float, effective: float) -> str:
+        assert self._provider is not None
+        members, calls = self._provider.sharing()
+        return (
+            f"{members} DirectServices share a budget of {calls or 0:g} calls/min; "
+            f"polling every {format_duration(effective)} instead of {format_duration(interval)}"
+        )
+
+    async def _discover(self, spec: DirectServiceSpec) -> Discovery:
+        assert self._provider is not None
+        for url in spec.provider.discovery_urls():
+            if not self.shared.config.host_allowed(url):
+                raise DiscoveryError(
+                    Reason.HOST_NOT_ALLOWED, f"{url} is not among the operator's allowed hosts"
+                )
+        return await self._provider.discover(self.shared.http)
+
+    # -- status --------------------------------------------------------------------
+
+    async def _report(self, body: Body, result: PollResult) -> None:
+        old = self._status if self._status is not None else _status_of(body)
+        new, events = next_status(old, result)
+        if status_differs(old, new):
+            try:
+                await self.shared.writer.patch_status(self.owner, new)
+            except WriteError as exc:
+                self.log.warning("status not written: %s", exc.message)
+                return
+        self._status = new
+        for event in events:
+            await self.shared.writer.post_event(self.owner, event)
+
+
+def _generation(body: Body) -> int:
+    meta = body.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, Mapping) else None
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+
+
+def _status_of(body: Body) -> dict[str, Any]:
+    status = body.get("status")
+    return dict(status) if isinstance(status, Mapping) else {}
+
+
+def _reported_provider(body: Body) -> str:
+    provider = _status_of(body).get("provider")
+    return provider if isinstance(provider, str) and provider else "unknown"

@@ -1,0 +1,180 @@
+"""Turning raw discovery entries into publishable instances, one entry at a time.
+
+A single bad address would make the API server reject a whole EndpointSlice write,
+so every entry is checked alone: the bad ones are dropped with a reason and the
+rest are published. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from directservice.api.reasons import Reason
+from directservice.api.spec import Network
+from directservice.core.model import Discovery, DiscoveryError, DroppedEntry, Instance
+
+_DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_LEADING_ZERO_OCTET = re.compile(r"(^|\.)0\d")
+# appProtocol must be a Kubernetes qualified name; a scheme that is not one cannot be published.
+_QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_TRUE_WORDS = frozenset({"true", "yes", "1", "ready", "healthy", "running", "up", "ok"})
+_FALSE_WORDS = frozenset({"false", "no", "0", "notready", "unhealthy", "stopped", "down"})
+
+# Keys that commonly hold an instance address in discovery answers, most specific first.
+ADDRESS_KEYS = ("ip", "ip_address", "ipAddress", "host_ip", "hostIp", "host", "address", "addr")
+
+# The API server refuses these in EndpointSlices (CVE-2021-25737); they also never
+# belong to a model instance in a peered VPC.
+_FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("unspecified", "is_unspecified"),
+    ("loopback", "is_loopback"),
+    ("link-local", "is_link_local"),
+    ("multicast", "is_multicast"),
+)
+
+
+class EntryError(ValueError):
+    """One entry is unusable; the message is the reason shown to the user."""
+
+
+def coerce_number(value: Any, what: str) -> float:
+    """Numbers arrive as int, float or string ("100", "0.5"); anything else is an error."""
+    if isinstance(value, bool):
+        raise EntryError(f"{what} {value!r} is not a number")
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise EntryError(f"{what} is too large") from None
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise EntryError(f"{what} {value!r} is not a number") from None
+    else:
+        raise EntryError(f"{what} {value!r} is not a number")
+    if not math.isfinite(number):
+        raise EntryError(f"{what} {value!r} is not a finite number")
+    return number
+
+
+def parse_port(value: Any) -> int:
+    number = coerce_number(value, "port")
+    if not number.is_integer() or not 1 <= number <= 65535:
+        raise EntryError(f"port {value!r} is outside 1-65535")
+    return int(number)
+
+
+def parse_weight(value: Any, default: float = 100.0) -> float:
+    if value is None:
+        return default
+    number = coerce_number(value, "weight")
+    if number < 0:
+        raise EntryError(f"weight {value!r} is negative")
+    return number
+
+
+def parse_ip(value: Any) -> str:
+    """A canonical IP literal that the API server accepts in an EndpointSlice."""
+    if not isinstance(value, str) or not value.strip():
+        raise EntryError(f"address {value!r} is not an IP address")
+    text = value.strip()
+    if "." in text and ":" not in text and _LEADING_ZERO_OCTET.search(text):
+        raise EntryError(f"address {text!r} has leading zeros")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise EntryError(f"address {text!r} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise EntryError(f"address {text!r} is an IPv4-mapped IPv6 address")
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise EntryError(f"address {text!r} has a zone index")
+    for label, attribute in _FORBIDDEN:
+        if getattr(address, attribute):
+            raise EntryError(f"address {text} is {label}")
+    return str(address)
+
+
+def check_allowed(ip: str, allowed: Sequence[Network]) -> None:
+    """Refuse a (canonical) address outside every allowed network."""
+    address = ipaddress.ip_address(ip)
+    if not any(address.version == net.version and address in net for net in allowed):
+        raise EntryError(f"address {ip} is outside spec.allowedCIDRs")
+
+
+def parse_ready(value: Any, default: bool = True) -> bool:
+    """Readiness as booleans, 0/1 or common status words; anything else is an error, since
+    guessing "ready" for an unknown word could send traffic to a dead instance."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower().replace("_", "").replace("-", "")
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    raise EntryError(f"ready {str(value)[:40]!r} is not a boolean or a known status")
+
+
+def parse_scheme(value: Any) -> str | None:
+    """A per-instance scheme (http, https, ...), lower-cased, usable as appProtocol."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _QUALIFIED_NAME.match(value.strip()):
+        raise EntryError(f"scheme {str(value)[:40]!r} is not a protocol name like http")
+    return value.strip().lower()
+
+
+def parse_hostname(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 63 or not _DNS_1123_LABEL.match(value):
+        raise EntryError(f"hostname {value!r} is not a DNS-1123 label")
+    return value
+
+
+def describe_entry(entry: Mapping[str, Any]) -> str:
+    """A short label for a dropped entry; only address-like fields, never secrets."""
+    ip = next((entry[k] for k in ADDRESS_KEYS if k in entry), "?")
+    port = entry.get("port", "?")
+    return f"{ip}:{port}"[:80]
+
+
+def merge_duplicates(instances: Iterable[Instance]) -> tuple[Instance, ...]:
+    """One endpoint per ip:port. A duplicate keeps the highest weight (serve if any copy
+    says so) so that one stale copy with weight 0 cannot take a live instance out."""
+    merged: dict[tuple[str, int], Instance] = {}
+    for inst in instances:
+        key = (inst.ip, inst.port)
+        held = merged.get(key)
+        if held is None or (inst.serving, inst.weight) > (held.serving, held.weight):
+            merged[key] = inst
+    return tuple(sorted(merged.values()))
+
+
+def accept(instances: Iterable[Instance], dropped: Iterable[DroppedEntry]) -> Discovery:
+    """Apply the last-known-good rule: only a non-empty list with a serving entry wins."""
+    unique = merge_duplicates(instances)
+    dropped_entries = tuple(dropped)
+    if not unique:
+        if dropped_entries:
+            raise DiscoveryError(
+                Reason.NO_VALID_ENTRIES,
+                f"all {len(dropped_entries)} entries were invalid, e.g. "
+                f"{dropped_entries[0].entry}: {dropped_entries[0].reason}",
+            )
+        raise DiscoveryError(Reason.EMPTY_LIST, "discovery returned no instances")
+    if not any(inst.serving for inst in unique):
+        raise DiscoveryError(Reason.ALL_WEIGHTS_ZERO, f"all {len(unique)} instances have weight 0")
+    return Discovery(instances=unique, dropped=dropped_entries)

@@ -1,0 +1,1 @@
+"""Huawei Cloud ModelArts: spec, IAM login, AK/SK signing and the provider."""

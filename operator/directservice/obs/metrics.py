@@ -1,0 +1,118 @@
+"""Prometheus metrics, served on their own port (`directservice run --metrics-address`).
+
+Freshness is exported as seconds since the last success, computed at scrape time, so an
+alert needs no clock arithmetic and a stalled poll loop shows up even though nothing runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+DISCOVERY_REQUESTS = Counter(
+    "directservice_discovery_requests",
+    "Discovery calls by provider and result (ok, or the condition reason of the failure).",
+    ["provider", "result"],
+    registry=REGISTRY,
+)
+DISCOVERY_LATENCY = Histogram(
+    "directservice_discovery_duration_seconds",
+    "Time a discovery call took, failures included.",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+READY_ENDPOINTS = Gauge(
+    "directservice_ready_endpoints",
+    "Ready endpoints published for a DirectService.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+TOTAL_ENDPOINTS = Gauge(
+    "directservice_total_endpoints",
+    "All endpoints (ready or not) published for a DirectService.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+DROPPED_ENTRIES = Gauge(
+    "directservice_dropped_entries",
+    "Entries of the last accepted answer that were refused (invalid or disallowed address).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+BUDGET_WAIT = Counter(
+    "directservice_rate_budget_wait_seconds",
+    "Seconds polls spent waiting for a shared rate budget.",
+    ["budget"],
+    registry=REGISTRY,
+)
+API_WRITES = Counter(
+    "directservice_api_writes",
+    "Writes sent to the Kubernetes API, by object kind and verb.",
+    ["kind", "verb"],
+    registry=REGISTRY,
+)
+
+INTERNAL_ERRORS = Counter(
+    "directservice_internal_errors",
+    "Polls of a DirectService that ended in an unforeseen exception (condition InternalError).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+
+
+class _Freshness(Collector):
+    """directservice_seconds_since_last_success, from remembered success times."""
+
+    def __init__(self) -> None:
+        self.last_success: dict[tuple[str, str], float] = {}
+        self.started = time.time()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "directservice_seconds_since_last_success",
+            "Seconds since discovery last answered successfully (since operator start if never).",
+            labels=["namespace", "name"],
+        )
+        now = time.time()
+        for (namespace, name), when in list(self.last_success.items()):
+            family.add_metric([namespace, name], now - when)
+        yield family
+
+
+FRESHNESS = _Freshness()
+REGISTRY.register(FRESHNESS)
+
+
+def track(namespace: str, name: str) -> None:
+    """A DirectService appeared: it counts as stale from now until its first success."""
+    FRESHNESS.last_success.setdefault((namespace, name), time.time())
+
+
+def record_success(namespace: str, name: str, ready: int, total: int, dropped: int) -> None:
+    FRESHNESS.last_success[(namespace, name)] = time.time()
+    READY_ENDPOINTS.labels(namespace, name).set(ready)
+    TOTAL_ENDPOINTS.labels(namespace, name).set(total)
+    DROPPED_ENTRIES.labels(namespace, name).set(dropped)
+
+
+def forget(namespace: str, name: str) -> None:
+    """A DirectService was deleted: its series go with it (and only then, so a poll loop
+    that is restarting never hides a stale service from the freshness alert)."""
+    FRESHNESS.last_success.pop((namespace, name), None)
+    for series in (READY_ENDPOINTS, TOTAL_ENDPOINTS, DROPPED_ENTRIES, INTERNAL_ERRORS):
+        with contextlib.suppress(KeyError):
+            series.remove(namespace, name)
+
+
+def serve(address: str) -> None:
+    """Serve /metrics on HOST:PORT in a background thread."""
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)

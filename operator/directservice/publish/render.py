@@ -1,0 +1,165 @@
+"""Pure rendering between domain types and Kubernetes objects (plain dicts).
+
+build_* turn desired state into API bodies; read_* turn what the API server holds
+back into domain types, so the planner compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from directservice.api.names import (
+    ANNOTATION_WEIGHTS,
+    KIND,
+    LABEL_APP_MANAGED_BY,
+    LABEL_MANAGED_BY,
+    LABEL_SERVICE_NAME,
+    MANAGED_BY,
+    Owner,
+)
+from directservice.core.model import (
+    AddressFamily,
+    DesiredSlice,
+    EndpointState,
+    PublishedSlice,
+    ServiceShape,
+    SliceContent,
+    SliceKey,
+)
+
+
+def format_weight(weight: float) -> int | float:
+    return int(weight) if float(weight).is_integer() else weight
+
+
+def build_service(owner: Owner, shape: ServiceShape) -> dict[str, Any]:
+    """A selector-less headless Service: no selector so the built-in controller leaves
+    its EndpointSlices alone; clusterIP None so DNS returns instance addresses."""
+    spec: dict[str, Any] = {"clusterIP": "None", "type": "ClusterIP"}
+    if shape.port is not None:
+        port: dict[str, Any] = {"name": shape.port_name, "port": shape.port, "protocol": "TCP"}
+        if shape.app_protocol:
+            port["appProtocol"] = shape.app_protocol
+        spec["ports"] = [port]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": owner.name,
+            "namespace": owner.namespace,
+            "labels": {LABEL_APP_MANAGED_BY: MANAGED_BY},
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": spec,
+    }
+
+
+def read_service_shape(obj: Mapping[str, Any]) -> ServiceShape | None:
+    """The shape of a Service we manage, or None if it is not ours."""
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(LABEL_APP_MANAGED_BY) != MANAGED_BY:
+        return None
+    ports = (obj.get("spec") or {}).get("ports") or []
+    port = ports[0] if len(ports) == 1 else {}
+    return ServiceShape(
+        port_name=str(port.get("name", "")),
+        port=port.get("port"),
+        app_protocol=port.get("appProtocol"),
+        owner_uid=_owner_uid(meta),
+    )
+
+
+def build_endpoint_slice(owner: Owner, desired: DesiredSlice) -> dict[str, Any]:
+    content = desired.content
+    port: dict[str, Any] = {"name": content.port_name, "port": content.key.port, "protocol": "TCP"}
+    if content.key.app_protocol:
+        port["appProtocol"] = content.key.app_protocol
+    endpoints = []
+    weights: dict[str, int | float] = {}
+    for ip, state in content.endpoints:
+        endpoint: dict[str, Any] = {
+            "addresses": [ip],
+            "conditions": {"ready": state.ready, "serving": state.ready, "terminating": False},
+        }
+        if state.hostname:
+            endpoint["hostname"] = state.hostname
+        endpoints.append(endpoint)
+        weights[ip] = format_weight(state.weight)
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": desired.name,
+            "namespace": owner.namespace,
+            "labels": {LABEL_SERVICE_NAME: owner.name, LABEL_MANAGED_BY: MANAGED_BY},
+            # Weights have no place in the EndpointSlice API; keep them visible here.
+            "annotations": {ANNOTATION_WEIGHTS: json.dumps(weights, separators=(",", ":"))},
+            "ownerReferences": [owner.reference()],
+        },
+        "addressType": content.key.family.value,
+        "endpoints": endpoints,
+        "ports": [port],
+    }
+
+
+def read_endpoint_slice(obj: Mapping[str, Any]) -> PublishedSlice:
+    """What a published slice holds. A slice we cannot read as ours gets content None,
+    which makes the planner rewrite or remove it rather than guess."""
+    meta = obj.get("metadata") or {}
+    published = PublishedSlice(
+        name=str(meta.get("name", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        content=None,
+        owner_uid=_owner_uid(meta),
+    )
+    try:
+        content = _read_content(obj, meta)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return published
+    return PublishedSlice(
+        name=published.name,
+        resource_version=published.resource_version,
+        content=content,
+        owner_uid=published.owner_uid,
+    )
+
+
+def _read_content(obj: Mapping[str, Any], meta: Mapping[str, Any]) -> SliceContent | None:
+    ports = obj.get("ports") or []
+    if len(ports) != 1 or ports[0].get("port") is None:
+        return None
+    port = ports[0]
+    weights = json.loads((meta.get("annotations") or {}).get(ANNOTATION_WEIGHTS, "{}"))
+    endpoints: list[tuple[str, EndpointState]] = []
+    for endpoint in obj.get("endpoints") or []:
+        addresses = endpoint.get("addresses") or []
+        if len(addresses) != 1:
+            return None
+        conditions = endpoint.get("conditions") or {}
+        ready = conditions.get("ready")
+        ip = addresses[0]
+        endpoints.append(
+            (
+                ip,
+                EndpointState(
+                    ready=True if ready is None else bool(ready),
+                    weight=float(weights.get(ip, 100)),
+                    hostname=endpoint.get("hostname"),
+                ),
+            )
+        )
+    key = SliceKey(
+        family=AddressFamily(obj["addressType"]),
+        port=int(port["port"]),
+        app_protocol=port.get("appProtocol"),
+    )
+    return SliceContent(key=key, port_name=str(port.get("name", "")), endpoints=tuple(endpoints))
+
+
+def _owner_uid(meta: Mapping[str, Any]) -> str | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("controller"):
+            return str(ref.get("uid"))
+    return None

@@ -1,0 +1,80 @@
+"""The one module that reads Secrets: the providers' credentials, by `get`, cached briefly.
+
+RBAC grants `get` only (no list or watch), and many DirectServices share one credential, so
+a GET per poll is avoided with a short cache. Values stay bytes until a provider asks for a
+key (discovery/credentials.read_keys decodes just that one): a binary CA bundle or keystore
+beside the credentials is never decoded. Errors name the Secret, never its content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+
+from kubernetes import client
+
+from directservice.api.reasons import Reason
+from directservice.core.model import DiscoveryError
+from directservice.publish.writer import WriteError, call_api
+
+
+class SecretReader:
+    """(namespace, name) → the Secret's data as bytes; a discovery.credentials.SecretReader."""
+
+    def __init__(self, api_client: client.ApiClient, ttl: float = 60.0) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, Mapping[str, bytes]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def __call__(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        key = (namespace, name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one GET for many pollers of the same Secret
+            cached = self._cache.get(key)
+            now = asyncio.get_running_loop().time()
+            if cached and now - cached[0] < self._ttl:
+                return cached[1]
+            values = await self._fetch(namespace, name)
+            self._cache[key] = (now, values)
+            return values
+
+    def invalidate(self, namespace: str, name: str) -> None:
+        """Forget a Secret, e.g. after the provider rejected credentials read from it."""
+        self._cache.pop((namespace, name), None)
+
+    async def _fetch(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        what = f"Secret {namespace}/{name}"
+        try:
+            resp = await call_api(
+                f"read {what}",
+                self._core.read_namespaced_secret,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except WriteError as exc:
+            if exc.status == 404:
+                raise DiscoveryError(Reason.SECRET_NOT_FOUND, f"{what} does not exist") from None
+            if exc.status == 403:
+                raise DiscoveryError(
+                    Reason.SECRET_FORBIDDEN, f"the operator may not read {what}"
+                ) from None
+            raise DiscoveryError(
+                Reason.SECRET_UNAVAILABLE, f"reading {what} failed: {exc.message}"
+            ) from None
+        return parse_secret_data(resp.data, what)
+
+
+def parse_secret_data(raw: bytes | None, what: str) -> Mapping[str, bytes]:
+    """The base64 `data` of a Secret as bytes per key; nothing is decoded as text here."""
+    try:
+        data = json.loads(raw or b"{}").get("data") or {}
+        return {str(key): base64.b64decode(value, validate=True) for key, value in data.items()}
+    except (ValueError, TypeError, AttributeError, binascii.Error):
+        raise DiscoveryError(
+            Reason.SECRET_UNAVAILABLE, f"{what}: the API server's answer could not be read"
+        ) from None
