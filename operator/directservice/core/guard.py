@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+from directservice.api.reasons import Reason
 from directservice.core.model import Instance, PublishedSlice
 
 EndpointId = tuple[str, int]  # (ip, port): what a DNS answer actually loses
-SHRINK_HELD = "ShrinkHeld"
+SHRINK_HELD = Reason.SHRINK_HELD
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Verdict:
     needed: int = 0
 
     @property
-    def reason(self) -> str | None:
+    def reason(self) -> Reason | None:
         return None if self.apply else SHRINK_HELD
 
     @property

@@ -45,6 +45,7 @@ class Publisher:
     view: ClusterView
     _overlay: dict[str, _Overlay] = field(default_factory=dict)
     _service_written: ServiceShape | None = None
+    _service_gone: bool = False  # a write found our Service deleted; the view may lag
 
     def published_slices(self) -> list[PublishedSlice]:
         """The watch's view, corrected by our writes the watch has not delivered yet."""
@@ -66,6 +67,7 @@ class Publisher:
     def forget_service(self) -> None:
         """The watch saw our Service deleted: what we wrote is gone."""
         self._service_written = None
+        self._service_gone = False  # the view has caught up
 
     def forget_slice(self, name: str) -> None:
         """The watch saw a slice deleted: any write of ours to it is gone too."""
@@ -114,7 +116,9 @@ class Publisher:
         self._overlay[name] = _Overlay(based_on=based_on, result=read_endpoint_slice(answer))
 
     async def _ensure_service(self, shape: ServiceShape) -> int:
-        seen = self.view.service(self.owner.namespace, self.owner.name)
+        seen = (
+            None if self._service_gone else self.view.service(self.owner.namespace, self.owner.name)
+        )
         if seen is not None:
             self._service_written = None  # the watch has caught up with our write
         if seen == shape or (seen is None and self._service_written == shape):
@@ -138,7 +142,7 @@ class Publisher:
                 await self.writer.patch_service(body)
             except WriteError as exc:
                 if exc.status == 404:  # deleted under us: create it on the next poll
-                    self._service_written = None
+                    self._service_written, self._service_gone = None, True
                 raise
-        self._service_written = shape
+        self._service_written, self._service_gone = shape, False
         return 1

@@ -61,7 +61,11 @@ def api_client() -> client.ApiClient:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    # One retry for a stale pooled connection; more would hold a worker thread for minutes
+    # on a hung API server. The next poll is the real retry.
+    configuration.retries = 1
+    return client.ApiClient(configuration)
 
 
 def refused(exc: ApiException, what: str) -> WriteError:
@@ -87,8 +91,10 @@ def refused(exc: ApiException, what: str) -> WriteError:
 
 def unreachable(exc: BaseException, what: str) -> WriteError:
     """A transport failure: no answer from the API server. The type names what happened."""
+    cause = getattr(exc, "reason", None)  # urllib3 wraps the real failure in MaxRetryError
+    named = cause if isinstance(cause, BaseException) else exc
     return WriteError(
-        Reason.PUBLISH_UNAVAILABLE, f"{what}: API server unreachable ({type(exc).__name__})"
+        Reason.PUBLISH_UNAVAILABLE, f"{what}: API server unreachable ({type(named).__name__})"
     )
 
 
