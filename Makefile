@@ -26,8 +26,12 @@ venv: $(VENV)/.installed ## Create the virtualenv with runtime and dev dependenc
 tools: venv ## Build or reuse etcd, kube-apiserver, kubectl, CoreDNS and helm (cached by version)
 	$(PY) -m devenv.tools ensure
 
+# Two workers, a test file each at a time: e2e tests mostly wait on polls, and each worker has
+# its own control plane, CoreDNS, emulator and operator (the session fixtures).
+TEST_WORKERS ?= 2
+
 test: tools ## Run every test tier (unit, integration, e2e) against a real control plane
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: venv ## Run only the unit tier (no cluster)
 	$(PY) -m pytest -m unit

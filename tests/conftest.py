@@ -41,6 +41,18 @@ def control_plane(tools: Tools) -> Iterator[ControlPlane]:
         yield cp
 
 
+@pytest.fixture(scope="module")
+def own_cluster(request: pytest.FixtureRequest, tools: Tools) -> Iterator[ControlPlane]:
+    """A control plane for one test module alone, for tests that restart the API server,
+    swap the CRD, or must not be reconciled by the session-wide operator (which watches
+    every namespace of `control_plane`). The module's NAMESPACE, if it names one, exists."""
+    with ControlPlane(tools) as cp:
+        namespace = getattr(request.module, "NAMESPACE", None)
+        if namespace:
+            cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+        yield cp
+
+
 @pytest.fixture(scope="session")
 def api_client(control_plane: ControlPlane) -> Iterator[ApiClient]:
     """A kubernetes.client.ApiClient acting as cluster admin."""

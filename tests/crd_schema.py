@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -143,3 +144,31 @@ def example_directservices() -> list[tuple[str, dict[str, Any]]]:
             if doc.get("kind") == KIND and str(doc.get("apiVersion", "")).startswith(GROUP):
                 found.append((f"{path.name}:{index}", doc))
     return found
+
+
+# The CRD in manifests/crds, read once, and a validator for what the API server checks
+# with its schema (after defaulting, with strict field validation).
+CRD = load_crd()
+SCHEMA = openapi_schema(CRD)
+VALIDATOR = jsonschema.Draft4Validator(
+    to_json_schema(SCHEMA, strict=True), format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
+)
+
+
+def directservice(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A DirectService in namespace default with a copy of `spec`."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": copy.deepcopy(dict(spec)),
+    }
+
+
+def errors(obj: Mapping[str, Any]) -> list[str]:
+    """Schema violations of `obj` after defaulting, as 'path: message'."""
+    defaulted = apply_defaults(SCHEMA, obj)
+    return [
+        "/".join(str(p) for p in err.absolute_path) + ": " + err.message
+        for err in VALIDATOR.iter_errors(defaulted)
+    ]

@@ -9,18 +9,18 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import requests
 
 from devenv.paths import child_env
-from devenv.procs import ManagedProcess, free_port, wait_until
+from devenv.procs import SingleProcess, free_port
 
 NO_SERVICE = "-"  # a service name never configured: the log filter then returns counters only
 
 
-class EmulatorProcess:
+class EmulatorProcess(SingleProcess):
     def __init__(
         self,
         workdir: Path,
@@ -32,11 +32,10 @@ class EmulatorProcess:
         self.log_size = log_size
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._proc: ManagedProcess | None = None
         self._session = requests.Session()
         self._session.trust_env = False  # loopback only, never through a proxy
 
-    def start(self, timeout: float = 60.0) -> EmulatorProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         config = self.workdir / "emulator-services.json"
         body = {"services": {name: {"instances": list(i)} for name, i in self.services.items()}}
         config.write_text(json.dumps(body))
@@ -46,27 +45,20 @@ class EmulatorProcess:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--config", str(config), "--request-log-size", str(self.log_size),
         ]  # fmt: skip
-        self._proc = ManagedProcess("emulator", argv, self.workdir / "emulator.log", env=env)
-        wait_until("the emulator's /healthz", self._healthy, timeout, step=0.1)
+        self._launch(
+            "emulator",
+            argv,
+            self.workdir / "emulator.log",
+            what="the emulator's /healthz",
+            ready=lambda: self._serving(self.url + "/healthz"),
+            timeout=timeout,
+            step=0.1,
+            env=env,
+        )
         return self
 
-    def _healthy(self) -> bool:
-        assert self._proc is not None
-        self._proc.check_alive()
-        try:
-            return self._session.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+        super().stop()
         self._session.close()
 
     # -- admin API ---------------------------------------------------------------------

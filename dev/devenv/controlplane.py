@@ -22,15 +22,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from kubernetes.client import ApiClient, Configuration
 
 from devenv.housekeeping import apply_crds
 from devenv.paths import REPO_ROOT
-from devenv.procs import ManagedProcess, free_port, wait_until
+from devenv.procs import Lifecycle, ManagedProcess, free_port, wait_until
 from devenv.tools import Tools, resolve
 
 CONTEXT = "directservice-local"
@@ -39,7 +38,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 ADMIN_USER = "directservice-admin"
 
 
-class ControlPlane:
+class ControlPlane(Lifecycle):
     """etcd + kube-apiserver on free 127.0.0.1 ports, with an admin token and a kubeconfig."""
 
     def __init__(
@@ -61,18 +60,7 @@ class ControlPlane:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> ControlPlane:
+    def start(self) -> Self:
         if self.workdir is not None:
             raise RuntimeError("control plane already started")
         started = time.monotonic()
@@ -80,15 +68,12 @@ class ControlPlane:
         self._tools = tools
         self.workdir = Path(tempfile.mkdtemp(prefix="directservice-cp-"))
         atexit.register(self.stop)  # covers callers that exit without reaching stop()
-        try:
+        with self._stopped_on_failure():
             self._start_processes(tools, self.workdir)
             self._wait_ready()
             self._write_kubeconfig()
             if self._crd_dir is not None:
                 self.apply_crds(self._crd_dir)
-        except BaseException:
-            self.stop()
-            raise
         self.startup_seconds = time.monotonic() - started
         return self
 
@@ -172,6 +157,23 @@ class ControlPlane:
         self._procs.append(
             ManagedProcess("kube-apiserver", apiserver_argv, work / "kube-apiserver.log", cwd=work)
         )
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (etcd keeps running), as an outage would."""
+        server = self._procs[-1]
+        if server.name != "kube-apiserver" or not server.alive():
+            raise RuntimeError("kube-apiserver is not running")
+        server.stop()
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again with the same flags, port and certificates; wait for
+        /readyz."""
+        old = self._procs.pop()
+        self._procs.append(ManagedProcess(old.name, old.argv, old.log_path, cwd=self._path(".")))
+        try:
+            wait_until("/readyz", lambda: self._alive() and self._readyz(), self._timeout)
+        except (TimeoutError, RuntimeError) as err:
+            raise self._failure(str(err)) from err
 
     def _failure(self, what: str) -> RuntimeError:
         tails = "\n".join(p.tail() for p in self._procs)

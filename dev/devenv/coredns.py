@@ -12,19 +12,17 @@ import socket
 import struct
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from devenv.controlplane import CONTEXT, ControlPlane
-from devenv.procs import ManagedProcess, free_port, wait_until
+from devenv.procs import Lifecycle, ManagedProcess, free_port, http_ok, wait_until
 from devenv.tools import resolve
 
 HOST = "127.0.0.1"
 
 
-class CoreDNS:
+class CoreDNS(Lifecycle):
     """A CoreDNS process answering for `zone` from a running ControlPlane (or a kubeconfig)."""
 
     def __init__(
@@ -49,17 +47,6 @@ class CoreDNS:
         self.workdir: Path | None = None
         self.host = HOST
         self.port = 0
-
-    def __enter__(self) -> CoreDNS:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -89,12 +76,12 @@ class CoreDNS:
         ]
         return "\n".join(line for line in lines if line) + "\n"
 
-    def start(self) -> CoreDNS:
+    def start(self) -> Self:
         if self._proc is not None:
             raise RuntimeError("CoreDNS already started")
         binary = self._binary or resolve().coredns
         self.workdir = Path(tempfile.mkdtemp(prefix="directservice-coredns-"))
-        try:
+        with self._stopped_on_failure():
             self.port = free_port(udp=True)
             ready_port, health_port = free_port(), free_port()
             corefile = self.workdir / "Corefile"
@@ -108,9 +95,6 @@ class CoreDNS:
                 cwd=self.workdir,
             )
             self._wait_ready(self._proc, ready_port)
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def stop(self) -> None:
@@ -125,7 +109,7 @@ class CoreDNS:
         def ready() -> bool:
             proc.check_alive()
             ready_url = f"http://{HOST}:{ready_port}/ready"
-            return _http_ok(ready_url) and _answers(HOST, self.port, self.zone)
+            return http_ok(ready_url) and _answers(HOST, self.port, self.zone)
 
         try:
             # /ready turns 200 once the kubernetes plugin has synced its informers.
@@ -139,14 +123,6 @@ def _has_plugin(binary: Path, name: str) -> bool:
         [str(binary), "-plugins"], capture_output=True, text=True, check=True
     ).stdout
     return name in listing.split()
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def _answers(host: str, port: int, zone: str) -> bool:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import sys
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from devenv.paths import child_env
-from devenv.procs import ManagedProcess, free_port, wait_until
+from devenv.procs import SingleProcess, free_port
 
 
-class OperatorProcess:
-    """Runs `python -m directservice.cli run` against a kubeconfig until stopped."""
+class OperatorProcess(SingleProcess):
+    """Runs `python -m <module> run` against a kubeconfig until stopped.
+
+    `module` is `directservice.cli` unless a caller needs another entry point with the same
+    `run` arguments; `extra_args` follow the loopback liveness and metrics addresses.
+    """
+
+    stop_timeout = 15.0  # more SIGTERM grace than the default before SIGKILL
 
     def __init__(
         self,
@@ -22,64 +27,42 @@ class OperatorProcess:
         log_path: Path,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        module: str = "directservice.cli",
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_args = list(extra_args)
+        self.module = module
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self._env = env or {}
-        self._proc: ManagedProcess | None = None
 
-    def start(self, timeout: float = 60.0) -> OperatorProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         env = child_env(KUBECONFIG=str(self.kubeconfig), PYTHONUNBUFFERED="1")
         env.update(self._env)
         argv = [
-            sys.executable, "-m", "directservice.cli", "run",
+            sys.executable, "-m", self.module, "run",
             "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
             "--metrics-address", f"127.0.0.1:{self.metrics_port}",
             *self.extra_args,
         ]  # fmt: skip
-        self._proc = ManagedProcess("operator", argv, self.log_path, env=env)
-        wait_until("the operator's liveness endpoint", self._live, timeout, step=0.2)
+        self._launch(
+            "operator",
+            argv,
+            self.log_path,
+            what="the operator's liveness endpoint",
+            ready=self._live,
+            timeout=timeout,
+            step=0.2,
+            env=env,
+        )
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
     def _live(self) -> bool:
-        assert self._proc is not None
-        self._proc.check_alive()
-        try:
-            url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return self._serving(f"http://127.0.0.1:{self.liveness_port}/healthz")
 
     def metrics_text(self) -> str:
         """The operator's Prometheus exposition, as scraped over HTTP."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(resp.read().decode())
-
-    def tail(self, lines: int = 60) -> str:
-        return self._proc.tail(lines) if self._proc else ""
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(timeout=15.0)
-            self._proc = None
-
-    def __enter__(self) -> OperatorProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -1,4 +1,9 @@
-"""Small process and port helpers shared by the local control plane and CoreDNS."""
+"""Process, port and lifecycle helpers shared by the dev environment's servers.
+
+`ManagedProcess` runs one server process; `Lifecycle` gives anything with start() and stop()
+the `with` protocol; `SingleProcess` is a Lifecycle that owns one ManagedProcess (the
+operator, the bench's emulator process).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+# Loopback checks never go through a proxy named in the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port(*, udp: bool = False) -> int:
@@ -121,3 +133,102 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, step: float
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(step)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """Whether a GET of `url` answers 200 (refused, reset, timed out or any other status: no)."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:  # URLError and HTTPError are OSErrors too
+        return False
+
+
+class Lifecycle(ABC):
+    """start() and an idempotent stop(); `with` starts the object and always stops it.
+
+    A start() that fails part-way stops what it did start (`_stopped_on_failure`), so neither
+    `with` nor a bare start() leaves a process or a temp dir behind when it raises.
+    """
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @contextlib.contextmanager
+    def _stopped_on_failure(self) -> Iterator[None]:
+        """Around the body of start(): if it raises, stop() and re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
+
+class SingleProcess(Lifecycle):
+    """A Lifecycle that owns one ManagedProcess: `_launch()` in start(), killed by stop()."""
+
+    stop_timeout = 5.0  # SIGTERM grace before SIGKILL
+    _proc: ManagedProcess | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._running().pid
+
+    def tail(self, lines: int = 60) -> str:
+        """The end of the process's log ("" before start and after stop)."""
+        return self._proc.tail(lines) if self._proc is not None else ""
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop(timeout=self.stop_timeout)
+            self._proc = None
+
+    def _running(self) -> ManagedProcess:
+        if self._proc is None:
+            raise RuntimeError(f"{type(self).__name__} is not running")
+        return self._proc
+
+    def _launch(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        what: str,
+        ready: Callable[[], bool],
+        timeout: float,
+        step: float = 0.05,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the process, then wait until `ready()`; on failure stop it and re-raise.
+
+        A timeout carries the log tail as a note (an early exit has it in its message).
+        """
+        if self._proc is not None:
+            raise RuntimeError(f"{name} already started")
+        with self._stopped_on_failure():
+            self._proc = ManagedProcess(name, argv, log_path, env=env)
+            try:
+                wait_until(what, ready, timeout, step)
+            except TimeoutError as err:
+                err.add_note(self.tail())
+                raise
+
+    def _serving(self, url: str) -> bool:
+        """Raise with the log tail if the process has exited; else whether `url` answers 200."""
+        self._running().check_alive()
+        return http_ok(url)

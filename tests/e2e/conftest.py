@@ -10,6 +10,7 @@ import pytest
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
+from support import running
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +23,8 @@ def emulator() -> Iterator[EmulatorThread]:
 def operator(
     control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    """The session's operator, cluster-wide. No test stops or restarts it: a test that needs
+    to, or that needs other flags, runs an OperatorProcess of its own (test_restart.py)."""
     log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
-    proc = OperatorProcess(control_plane.kubeconfig, log)
-    proc.start()
-    try:
+    with running(OperatorProcess(control_plane.kubeconfig, log)) as proc:
         yield proc
-    finally:
-        print(proc.tail(80))
-        proc.stop()

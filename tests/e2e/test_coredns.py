@@ -3,8 +3,6 @@ which is exactly what the operator publishes. The addresses are never contacted.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import dns.message
@@ -15,6 +13,7 @@ import pytest
 
 from devenv.controlplane import ControlPlane
 from devenv.coredns import CoreDNS
+from support import apply, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -58,31 +57,28 @@ def _ask(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
     return dns.query.udp(query, server.host, port=server.port, timeout=2)
 
 
-def _eventually(
-    server: CoreDNS, name: str, rdtype: str, timeout: float = 10
-) -> dns.message.Message:
-    """CoreDNS learns of new objects through a watch; poll until it answers NOERROR."""
-    deadline = time.monotonic() + 10
-    while True:
+def _answered(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
+    """CoreDNS learns of new objects through a watch: the first NOERROR reply with answers."""
+
+    def probe() -> dns.message.Message | None:
         reply = _ask(server, name, rdtype)
-        if (reply.rcode() == dns.rcode.NOERROR and reply.answer) or time.monotonic() > deadline:
-            return reply
-        time.sleep(0.1)
+        return reply if reply.rcode() == dns.rcode.NOERROR and reply.answer else None
+
+    return eventually(f"{rdtype} {name}", probe, 10, step=0.1)
 
 
 def test_headless_service_from_endpointslice(
     control_plane: ControlPlane, coredns: CoreDNS, namespace: str
 ) -> None:
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_objects(namespace)))
+    apply(control_plane, _objects(namespace))
     fqdn = f"web.{namespace}.svc.cluster.local."
 
-    a_reply = _eventually(coredns, fqdn, "A")
-    assert a_reply.rcode() == dns.rcode.NOERROR
+    a_reply = _answered(coredns, fqdn, "A")
     (a_set,) = [r for r in a_reply.answer if r.rdtype == dns.rdatatype.A]
     assert {r.address for r in a_set} == {"10.1.0.1", "10.1.0.2"}  # not-ready .3 is left out
     assert a_set.ttl == coredns.ttl == 5
 
-    srv_reply = _eventually(coredns, f"_http._tcp.{fqdn}", "SRV")
+    srv_reply = _answered(coredns, f"_http._tcp.{fqdn}", "SRV")
     (srv_set,) = [r for r in srv_reply.answer if r.rdtype == dns.rdatatype.SRV]
     assert {r.port for r in srv_set} == {PORT}
     targets = {r.target.to_text() for r in srv_set}

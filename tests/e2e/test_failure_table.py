@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from clusterhelpers import eventually
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 from discovery_faults import closed_port_url
-from dsvcsupport import (
+from support import (
     HEALTHY,
+    condition,
     create,
     directservice,
     discovery_count,
@@ -34,6 +34,7 @@ from dsvcsupport import (
     patch,
     service,
     slices,
+    wait_for_count,
     wait_health,
     wait_published,
 )
@@ -151,16 +152,18 @@ def test_failure_keeps_published_endpoints(
 
     row.cause(case)
     dsvc = wait_health(control_plane, namespace, case.name, "False", timeout=15)
-    cond = next(c for c in dsvc["status"]["conditions"] if c["type"] == HEALTHY)
+    cond = condition(dsvc, HEALTHY)
     assert cond["reason"] == row.reason, cond
     if row.message:
         assert row.message in cond["message"]
 
     # Several more failing polls: nothing published changes, and no second Event.
-    def failed_polls() -> float:
-        return discovery_count(operator, "paiEas", row.reason) - failures_before
-
-    eventually(f"{FAILING_POLLS} failing polls", lambda: failed_polls() >= FAILING_POLLS, 30)
+    wait_for_count(
+        f"{FAILING_POLLS} failing polls",
+        lambda: discovery_count(operator, "paiEas", row.reason),
+        failures_before + FAILING_POLLS,
+        30,
+    )
     assert slices(control_plane, namespace, case.name) == before
     assert service(control_plane, namespace, case.name) == service_before
     warnings = events_with(control_plane, namespace, case.name, row.reason)

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from devenv.controlplane import ControlPlane
+from devenv.operatorproc import OperatorProcess
+from devenv.paths import DEV_ROOT, OPERATOR_ROOT
+from directservice.emulator.runner import EmulatorThread
 from support import (
     create,
     directservice,
@@ -26,12 +31,6 @@ from support import (
     wait_published,
 )
 
-from devenv.controlplane import ControlPlane
-from devenv.operatorproc import OperatorProcess
-from devenv.paths import DEV_ROOT, OPERATOR_ROOT
-from devenv.tools import Tools
-from directservice.emulator.runner import EmulatorThread
-
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "faults"
@@ -40,20 +39,13 @@ HOOKS = Path(__file__).resolve().parent / "hooks"
 
 
 @pytest.fixture(scope="module")
-def fault_cluster(tools: Tools) -> Iterator[ControlPlane]:
-    with ControlPlane(tools) as cp:
-        cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-        yield cp
-
-
-@pytest.fixture(scope="module")
 def faulty_operator(
-    fault_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    own_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("faulty-operator") / "operator.log"
     path = f"{OPERATOR_ROOT}:{DEV_ROOT}:{HOOKS}"
     proc = OperatorProcess(
-        fault_cluster.kubeconfig,
+        own_cluster.kubeconfig,
         log,
         extra_args=["-n", NAMESPACE],
         env={"PYTHONPATH": path},
@@ -82,12 +74,12 @@ def snapshot(cp: ControlPlane, name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("stage", ["discovery", "publish"])
 def test_an_unexpected_exception_gives_internal_error_and_changes_nothing(
-    fault_cluster: ControlPlane,
+    own_cluster: ControlPlane,
     faulty_operator: OperatorProcess,
     emulator: EmulatorThread,
     stage: str,
 ) -> None:
-    cp, name, service = fault_cluster, f"boom-{stage}", f"boom_{stage}"
+    cp, name, service = own_cluster, f"boom-{stage}", f"boom_{stage}"
     good = [{"ip": "10.60.0.1", "port": 8000}, {"ip": "10.60.0.2", "port": 8000}]
     emulator.set_instances(service, good)
     create(cp, directservice(NAMESPACE, name, pai_eas(emulator.url, service)))

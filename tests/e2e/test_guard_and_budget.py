@@ -12,33 +12,37 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-import time
 from typing import Any
 
 import pytest
 
-from clusterhelpers import eventually
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
-from dsvcsupport import (
+from support import (
     HEALTHY,
+    PROJECT,
     addresses,
     all_dsvcs,
+    condition,
     create,
     directservice,
+    emulator_requests,
     events_with,
-    get_dsvc,
+    eventually,
+    health,
+    iam_user,
+    model_arts,
     pai_eas,
     secret,
     slices,
+    wait_for_count,
     wait_health,
     wait_published,
+    wait_requests,
 )
 
 pytestmark = pytest.mark.e2e
-
-PROJECT = "0123456789abcdef0123456789abcdef"
 
 
 def _eas_service(prefix: str) -> str:
@@ -97,7 +101,7 @@ def test_invalid_entries_are_dropped_and_named(
         assert f"{entry['ip']}:{entry['port']}" in message, entry
         assert why in message, why
     assert "10.50.0.1:" not in message and "10.50.0.2:" not in message
-    time.sleep(2)  # steady state: the same answer posts no second Event
+    wait_requests(emulator, eas, 2)  # steady state: the same answer posts no second Event
     assert len(events_with(control_plane, namespace, "mixed", "EntriesDropped")) == 1
 
 
@@ -136,11 +140,7 @@ def test_big_shrink_is_held_until_confirmed_and_small_shrink_applies_at_once(
         if addresses(current) == _ids(two):
             return True
         assert current == before, "a held shrink must not touch the slices"
-        cond = next(
-            (c for c in get_dsvc(control_plane, namespace, "shrink")["status"]["conditions"]
-             if c["type"] == HEALTHY),
-            {},
-        )  # fmt: skip
+        cond = health(control_plane, namespace, "shrink")
         if cond.get("reason") == "ShrinkHeld":
             assert cond["status"] == "False"
             messages.add(cond["message"])
@@ -167,30 +167,35 @@ def test_big_shrink_is_held_until_confirmed_and_small_shrink_applies_at_once(
     emulator.set_instances(eas, ten)
     wait_published(control_plane, namespace, "shrink", _ids(ten), timeout=10)
     six = ten[:6]
+    answered_before = emulator_requests(emulator, eas)
     emulator.set_instances(eas, six)
-    changed_at = time.time()
     wait_published(control_plane, namespace, "shrink", _ids(six), timeout=10)
-    answered = [r for r in emulator.requests(eas)["log"] if r["time"] > changed_at]
-    assert len(answered) <= 2, "applied by the first poll that saw it"
+    answered = emulator_requests(emulator, eas) - answered_before
+    assert answered <= 2, "applied by the first poll that saw it"
     assert len(events_with(control_plane, namespace, "shrink", "ShrinkHeld")) == 1
     assert len(events_with(control_plane, namespace, "shrink", "ShrinkApplied")) == 1
-    assert health_reason(control_plane, namespace, "shrink") == "DiscoverySucceeded"
-
-
-def health_reason(cp: ControlPlane, namespace: str, name: str) -> str | None:
-    for cond in get_dsvc(cp, namespace, name)["status"]["conditions"]:
-        if cond["type"] == HEALTHY:
-            return str(cond["reason"])
-    return None
+    assert health(control_plane, namespace, "shrink").get("reason") == "DiscoverySucceeded"
 
 
 # -- shared rate budget -----------------------------------------------------------------
 
 SERVICES = 5
 CALLS_PER_MINUTE = 30
-RUN_SECONDS = 40.0
+CALLS_AFTER_THROTTLE = 2 * SERVICES  # calls on the credential to wait for after the 429
 PAUSE = 6  # Retry-After of the injected 429, seconds
 CLOCK_SLACK = 0.25  # request times are taken when each answer is sent
+BUDGET_WAIT = re.compile(
+    r"^directservice_rate_budget_wait_seconds_total\{[^}]*\} ([0-9.e+-]+)$", re.MULTILINE
+)
+
+
+def _budget_waits(operator: OperatorProcess) -> float:
+    """Seconds polls have waited for any rate budget, summed over the budgets."""
+    return sum(float(v) for v in BUDGET_WAIT.findall(operator.metrics_text()))
+
+
+def _credential_calls(emulator: EmulatorThread, user: str) -> int:
+    return int(emulator.requests()["per_credential"].get(f"user:{user}", 0))
 
 
 def test_services_sharing_a_credential_stay_within_its_budget(
@@ -199,30 +204,20 @@ def test_services_sharing_a_credential_stay_within_its_budget(
     emulator: EmulatorThread,
     namespace: str,
 ) -> None:
-    user, password = f"budget-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-    emulator.put_iam_user(user, password, "acme")
+    user, password = iam_user(emulator, "budget")
     creds = {"username": user, "password": password, "domainName": "acme"}
     create(control_plane, secret(namespace, "shared-iam", creds))
     service_ids = [f"bud-{i}-{secrets.token_hex(3)}" for i in range(SERVICES)]
     for index, service_id in enumerate(service_ids):
         emulator.set_instances(service_id, [{"ip": f"10.80.0.{index + 1}", "port": 8080}])
-    started = time.time()
+    waited_before = _budget_waits(operator)
     for index, service_id in enumerate(service_ids):
-        provider = {
-            "modelArts": {
-                "endpoint": emulator.url,
-                "iamEndpoint": emulator.iam_url,
-                "projectId": PROJECT,
-                "serviceId": service_id,
-                "credentialsSecretRef": {"name": "shared-iam"},
-            }
-        }
         create(
             control_plane,
             directservice(
                 namespace,
                 f"b{index}",
-                provider,
+                model_arts(emulator, service_id, "shared-iam"),
                 rateBudget={"callsPerMinute": CALLS_PER_MINUTE},
             ),
         )
@@ -232,14 +227,14 @@ def test_services_sharing_a_credential_stay_within_its_budget(
         items = all_dsvcs(control_plane, namespace)
         ok = len(items) == SERVICES and all(
             (d.get("status") or {}).get("effectivePollInterval") == "10s"
-            and health_reason_of(d) == ("True", "RateLimited")
+            and _status_and_reason(d) == ("True", "RateLimited")
             for d in items
         )
         return items if ok else None
 
     stretched = eventually("every service stretched to 10s", all_stretched, 30)
     for dsvc in stretched:
-        cond = next(c for c in dsvc["status"]["conditions"] if c["type"] == HEALTHY)
+        cond = condition(dsvc, HEALTHY)
         assert "5 DirectServices share a budget of 30 calls/min" in cond["message"]
 
     # A 429 with Retry-After for one service pauses the credential for all five.
@@ -250,14 +245,15 @@ def test_services_sharing_a_credential_stay_within_its_budget(
         "the 429 to be served", lambda: _throttle_time(emulator, service_ids[0]), 20
     )
     wait_health(control_plane, namespace, "b0", "False", "Throttled", timeout=5)
-    time.sleep(max(0.0, started + RUN_SECONDS - time.time()))
-    wait_health(control_plane, namespace, "b0", "True", timeout=20)
-    waited = re.findall(
-        r"^directservice_rate_budget_wait_seconds_total\{[^}]*\} ([0-9.e+-]+)$",
-        operator.metrics_text(),
-        re.MULTILINE,
+    # Let the five go on past the pause, at their stretched pace, for a count of calls.
+    wait_for_count(
+        f"{CALLS_AFTER_THROTTLE} more calls on the shared credential",
+        lambda: _credential_calls(emulator, user),
+        _credential_calls(emulator, user) + CALLS_AFTER_THROTTLE,
+        PAUSE + 3 * CALLS_AFTER_THROTTLE * 60 / CALLS_PER_MINUTE,
     )
-    assert waited and sum(float(v) for v in waited) > 0, "budget waits show in the metrics"
+    wait_health(control_plane, namespace, "b0", "True", timeout=20)
+    assert _budget_waits(operator) > waited_before, "budget waits show in the metrics"
 
     calls = sorted(
         r["time"]
@@ -278,11 +274,9 @@ def test_services_sharing_a_credential_stay_within_its_budget(
     assert all(count >= 2 for count in per_service.values()), per_service
 
 
-def health_reason_of(dsvc: dict[str, Any]) -> tuple[str, str] | None:
-    for cond in (dsvc.get("status") or {}).get("conditions") or []:
-        if cond["type"] == HEALTHY:
-            return str(cond["status"]), str(cond["reason"])
-    return None
+def _status_and_reason(dsvc: dict[str, Any]) -> tuple[str, str] | None:
+    cond = condition(dsvc, HEALTHY)
+    return (str(cond["status"]), str(cond["reason"])) if cond else None
 
 
 def _throttle_time(emulator: EmulatorThread, service_id: str) -> float | None:
@@ -309,8 +303,7 @@ def test_a_stretched_service_still_reports_what_it_published(
 ) -> None:
     # One service, pollInterval 1s, 30 calls/min: polled every 2s, so its reason is
     # RateLimited; the poll still succeeded and its status must say what it published.
-    user, password = f"stretch-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-    emulator.put_iam_user(user, password, "acme")
+    user, password = iam_user(emulator, "stretch")
     token = emulator.login(user, password, "acme", PROJECT)
     create(control_plane, secret(namespace, "token", {"token": token}))
     service_id = f"stretch-{secrets.token_hex(3)}"
@@ -322,14 +315,7 @@ def test_a_stretched_service_still_reports_what_it_published(
             {"ip": "127.0.0.1", "port": 8080},  # dropped: loopback
         ],
     )
-    provider = {
-        "modelArts": {
-            "endpoint": emulator.url,
-            "projectId": PROJECT,
-            "serviceId": service_id,
-            "credentialsSecretRef": {"name": "token", "tokenKey": "token"},
-        }
-    }
+    provider = model_arts(emulator, service_id, "token", token_key="token")
     create(
         control_plane,
         directservice(namespace, "stretched", provider, rateBudget={"callsPerMinute": 30}),
@@ -345,5 +331,10 @@ def test_a_stretched_service_still_reports_what_it_published(
     assert status.get("lastSuccessfulSync"), status
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "EndpointsPublished"), ready
-    dropped = events_with(control_plane, namespace, "stretched", "EntriesDropped")
+    # Events follow the status patch of the same poll: wait for the watch-visible Event.
+    dropped = eventually(
+        "the EntriesDropped Event",
+        lambda: events_with(control_plane, namespace, "stretched", "EntriesDropped"),
+        10,
+    )
     assert len(dropped) == 1 and "127.0.0.1:8080" in dropped[0]["message"]

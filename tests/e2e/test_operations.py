@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clusterhelpers import apply, condition, eventually, get_json
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
+from support import (
+    apply,
+    clear_faults_of,
+    directservice,
+    eventually,
+    health,
+    pai_eas,
+    wait_for_count,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,29 +35,33 @@ def _value(op: OperatorProcess, metric: str, **labels: str) -> float | None:
     return _samples(op).get((metric, frozenset(labels.items())))
 
 
+def _count(op: OperatorProcess, metric: str, **labels: str) -> float:
+    """A counter's value, 0 before its first increment."""
+    return _value(op, metric, **labels) or 0.0
+
+
+WRITES = "directservice_api_writes_total"
+DISCOVERIES = "directservice_discovery_requests_total"
+
+
 def test_metrics_follow_discovery_and_publishing(
     control_plane: ControlPlane,
     operator: OperatorProcess,
     emulator: EmulatorThread,
     namespace: str,
 ) -> None:
+    eas = f"metrics_{secrets.token_hex(4)}"
     emulator.set_instances(
-        "metrics_svc",
+        eas,
         [
             {"ip": "10.30.0.1", "port": 8000, "weight": 100},
             {"ip": "10.30.0.2", "port": 8000, "weight": 0},
         ],
     )
-    dsvc = {
-        "apiVersion": "directservice.io/v1alpha1",
-        "kind": "DirectService",
-        "metadata": {"name": "metrics", "namespace": namespace},
-        "spec": {
-            "provider": {"paiEas": {"endpoint": emulator.url, "serviceName": "metrics_svc"}},
-            "pollInterval": "1s",
-        },
-    }
-    apply(control_plane, dsvc)
+    # The counters are the session operator's: this test checks what it adds to them.
+    creates_before = _count(operator, WRITES, kind="EndpointSlice", verb="create")
+    ok_before = _count(operator, DISCOVERIES, provider="paiEas", result="ok")
+    apply(control_plane, directservice(namespace, "metrics", pai_eas(emulator.url, eas)))
     ident = {"namespace": namespace, "name": "metrics"}
     eventually(
         "ready gauge", lambda: _value(operator, "directservice_ready_endpoints", **ident) == 1, 15
@@ -55,33 +69,24 @@ def test_metrics_follow_discovery_and_publishing(
     assert _value(operator, "directservice_total_endpoints", **ident) == 2
     fresh = _value(operator, "directservice_seconds_since_last_success", **ident)
     assert fresh is not None and 0 <= fresh < 5
-    assert (
-        _value(operator, "directservice_api_writes_total", kind="EndpointSlice", verb="create") or 0
-    ) >= 1
-    ok = _value(operator, "directservice_discovery_requests_total", provider="paiEas", result="ok")
-    assert ok is not None and ok >= 1
+    assert _count(operator, WRITES, kind="EndpointSlice", verb="create") >= creates_before + 1
+    assert _count(operator, DISCOVERIES, provider="paiEas", result="ok") >= ok_before + 1
     assert _samples(operator).get(
         ("directservice_discovery_duration_seconds_count", frozenset({("provider", "paiEas")}))
     )
 
-    emulator.add_fault("status", service="metrics_svc", status=503)
+    errors_before = _count(operator, DISCOVERIES, provider="paiEas", result="ServerError")
+    emulator.add_fault("status", service=eas, status=503)
     try:
-        eventually(
+        wait_for_count(
             "a ServerError count",
-            lambda: _value(
-                operator, "directservice_discovery_requests_total",
-                provider="paiEas", result="ServerError",
-            ),
+            lambda: _count(operator, DISCOVERIES, provider="paiEas", result="ServerError"),
+            errors_before + 1,
             15,
-        )  # fmt: skip
+        )
         eventually(
             "the condition",
-            lambda: (
-                condition(
-                    get_json(control_plane, "dsvc", "metrics", "-n", namespace), "DiscoveryHealthy"
-                ).get("reason")
-                == "ServerError"
-            ),
+            lambda: health(control_plane, namespace, "metrics").get("reason") == "ServerError",
             15,
         )
         # Stale grows while discovery fails; the published gauges keep the last good answer.
@@ -94,4 +99,4 @@ def test_metrics_follow_discovery_and_publishing(
         )
         assert _value(operator, "directservice_ready_endpoints", **ident) == 1
     finally:
-        emulator.clear_faults()
+        clear_faults_of(emulator, eas)

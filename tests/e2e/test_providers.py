@@ -10,17 +10,19 @@ process; instance addresses are 10.x test addresses that nobody contacts.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import pytest
 
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
-from dsvcsupport import (
+from support import (
+    PROJECT,
     create,
     directservice,
     endpoint_details,
+    iam_user,
+    model_arts,
     secret,
     service,
     slices,
@@ -29,8 +31,6 @@ from dsvcsupport import (
 )
 
 pytestmark = pytest.mark.e2e
-
-PROJECT = "0123456789abcdef0123456789abcdef"
 
 
 def _unique(prefix: str) -> str:
@@ -53,8 +53,8 @@ def test_modelarts_publishes_instances_with_scheme_as_app_protocol(
     namespace: str,
     auth: str,
 ) -> None:
-    user, password, domain = _unique("ma-user"), secrets.token_urlsafe(12), "acme"
-    emulator.put_iam_user(user, password, domain, [{"id": PROJECT, "name": "cn-north-4"}])
+    user, password = iam_user(emulator, "ma-user", [{"id": PROJECT, "name": "cn-north-4"}])
+    domain = "acme"
     service_id = _unique("ocr")
     emulator.set_instances(
         service_id,
@@ -64,25 +64,17 @@ def test_modelarts_publishes_instances_with_scheme_as_app_protocol(
             {"ip": "10.31.0.3", "port": 8443, "schema": "https"},
         ],
     )
-    provider: dict[str, Any] = {
-        "endpoint": emulator.url,
-        "projectId": PROJECT,
-        "serviceId": service_id,
-        "credentialsSecretRef": {"name": "modelarts-creds"},
-    }
     if auth == "token":
         token = emulator.login(user, password, domain, PROJECT)
         create(control_plane, secret(namespace, "modelarts-creds", {"token": token}))
-        provider["credentialsSecretRef"]["tokenKey"] = "token"
+        provider = model_arts(emulator, service_id, "modelarts-creds", token_key="token")
     else:
         creds = {"username": user, "password": password, "domainName": domain}
         create(control_plane, secret(namespace, "modelarts-creds", creds))
-        provider["iamEndpoint"] = emulator.iam_url
+        provider = model_arts(emulator, service_id, "modelarts-creds")
     create(
         control_plane,
-        directservice(
-            namespace, "ocr", {"modelArts": provider}, rateBudget={"callsPerMinute": 600}
-        ),
+        directservice(namespace, "ocr", provider, rateBudget={"callsPerMinute": 600}),
     )
 
     want = {("10.31.0.1", 8080), ("10.31.0.2", 8080), ("10.31.0.3", 8443)}
@@ -122,8 +114,7 @@ def test_http_json_reads_list_path_and_fields_with_a_header_from_a_secret(
     # The ModelArts API of the emulator serves as a generic JSON endpoint that checks a
     # header: X-Auth-Token must be a token its IAM issued. Instances are served as written
     # (fill_defaults off), under the list key "endpoints", with this registry's own names.
-    user, password = _unique("hj-user"), secrets.token_urlsafe(12)
-    emulator.put_iam_user(user, password, "acme")
+    user, password = iam_user(emulator, "hj-user")
     token = emulator.login(user, password, "acme", PROJECT)
     registry = _unique("ranker")
     emulator.set_instances(

@@ -16,8 +16,6 @@ import itertools
 import json
 import re
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +24,23 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterhelpers import REPO, apply, condition, events_for, eventually, example, get_json
 from devenv.controlplane import ControlPlane
 from devenv.coredns import CoreDNS
 from devenv.dnsquery import a_records, srv_records
 from devenv.operatorproc import OperatorProcess
 from devenv.tools import Tools
 from directservice.emulator.runner import EmulatorThread
+from support import (
+    REPO,
+    apply,
+    emulator_requests,
+    events_for,
+    eventually,
+    example,
+    get_json,
+    wait_health,
+    wait_requests,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -282,14 +290,18 @@ def _dsvc(emulator: EmulatorThread, namespace: str) -> tuple[dict[str, Any], str
     return obj, eas
 
 
-def _healthy(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any] | None:
-    dsvc = get_json(cp, "dsvc", name, "-n", namespace)
-    return dsvc if condition(dsvc, "DiscoveryHealthy").get("status") == "True" else None
+def _assert_no_permission_errors(setup: Setup) -> None:
+    """The operator's whole log, start-up included, shows no refused call.
 
-
-def _metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
+    In namespaced mode kopf would list namespaces and watch CRDs cluster-wide, which no
+    Role can grant; the operator turns kopf's scanning off there (settings.scanning)."""
+    log = setup.operator.log_path.read_text()
+    problems = [
+        line
+        for line in log.splitlines()
+        if re.search(r"\b403\b|forbidden|Forbidden|Not enough permissions", line)
+    ]
+    assert problems == [], "\n".join(problems)
 
 
 def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
@@ -307,7 +319,7 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
     eventually("A records", lambda: a_records(dns.address, fqdn) == ips, 20)
     assert srv_records(dns.address, f"_http._tcp.{fqdn}") == {(ip, 50000) for ip in ips}
     # Status written through the subresource (directservices/status patch).
-    status = eventually("healthy status", lambda: _healthy(cp, WATCHED, name), 10)["status"]
+    status = wait_health(cp, WATCHED, name, "True", timeout=10)["status"]
     assert (status["readyEndpoints"], status["totalEndpoints"]) == (3, 3)
     # Finalizer added by kopf (directservices patch).
     assert (
@@ -326,7 +338,7 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
     assert row[:4] == [name, "paiEas", "3", "3"]
     # The series the alerting example uses exist, with the DirectService's labels.
     ready = f'directservice_ready_endpoints{{name="{name}",namespace="{WATCHED}"}} 3.0'
-    assert ready in _metrics(setup.operator.metrics_port)
+    assert ready in setup.operator.metrics_text()
 
     # A change replaces a slice (endpointslices update) and reaches DNS.
     changed = {"10.40.0.1", "10.40.0.9"}
@@ -344,20 +356,8 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
     assert slices["items"] == []
     gone = cp.kubectl("get", "service", name, "-n", WATCHED, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
-
-
-def test_operator_log_has_no_permission_errors(setup: Setup, emulator: EmulatorThread) -> None:
-    # Runs after the scenario above, in the same module (same operator, same log).
-    time.sleep(1)
-    log = setup.operator.log_path.read_text()
-    problems = [
-        line
-        for line in log.splitlines()
-        if re.search(r"\b403\b|forbidden|Forbidden|Not enough permissions", line)
-    ]
-    # In namespaced mode kopf would list namespaces and watch CRDs cluster-wide, which no
-    # Role can grant; the operator turns kopf's scanning off there (settings.scanning).
-    assert problems == [], "\n".join(problems)
+    # Every call of that lifecycle (and of start-up) was allowed.
+    _assert_no_permission_errors(setup)
 
 
 def test_unwatched_namespace_is_left_alone_in_namespaced_mode(
@@ -369,14 +369,23 @@ def test_unwatched_namespace_is_left_alone_in_namespaced_mode(
     emulator.set_instances(eas, [{"ip": "10.41.0.1", "port": 7000, "weight": 100}])
     apply(cp, dsvc)
     if setup.clusterwide:
-        eventually("healthy status", lambda: _healthy(cp, UNWATCHED, name), 15)
+        wait_health(cp, UNWATCHED, name, "True", timeout=15)
         cp.kubectl("delete", "dsvc", name, "-n", UNWATCHED, "--wait=true", "--timeout=30s")
+        _assert_no_permission_errors(setup)
         return
-    time.sleep(4)  # four poll intervals
+    # A witness in the watched namespace, made after the unwatched one: once the operator
+    # has polled it four times, it would have seen the unwatched one too.
+    witness, witness_eas = _dsvc(emulator, WATCHED)
+    emulator.set_instances(witness_eas, [{"ip": "10.41.0.2", "port": 7000, "weight": 100}])
+    apply(cp, witness)
+    wait_requests(emulator, witness_eas, 4)
     obj = get_json(cp, "dsvc", name, "-n", UNWATCHED)
     assert "finalizers" not in obj["metadata"]
     assert "status" not in obj
-    assert emulator.requests(eas)["per_service"].get(eas, 0) == 0, "discovery was polled"
+    assert emulator_requests(emulator, eas) == 0, "discovery was polled"
     missing = cp.kubectl("get", "service", name, "-n", UNWATCHED, check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
     cp.kubectl("delete", "dsvc", name, "-n", UNWATCHED, "--wait=true", "--timeout=30s")
+    witness_name = witness["metadata"]["name"]
+    cp.kubectl("delete", "dsvc", witness_name, "-n", WATCHED, "--wait=true", "--timeout=30s")
+    _assert_no_permission_errors(setup)

@@ -24,6 +24,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from devenv.controlplane import DEFAULT_CRD_DIR, ControlPlane
+from devenv.operatorproc import OperatorProcess
+from directservice.emulator.runner import EmulatorThread
 from support import (
     DSVC_API,
     create,
@@ -39,11 +43,6 @@ from support import (
     wait_published,
 )
 
-from devenv.controlplane import DEFAULT_CRD_DIR, ControlPlane
-from devenv.operatorproc import OperatorProcess
-from devenv.tools import Tools
-from directservice.emulator.runner import EmulatorThread
-
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "resilience"
@@ -52,18 +51,11 @@ PROJECT = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def cluster(tools: Tools) -> Iterator[ControlPlane]:
-    with ControlPlane(tools) as cp:
-        cp.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
-        yield cp
-
-
-@pytest.fixture(scope="module")
 def own_operator(
-    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    own_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("resilience-operator") / "operator.log"
-    proc = OperatorProcess(cluster.kubeconfig, log, extra_args=["-n", NAMESPACE])
+    proc = OperatorProcess(own_cluster.kubeconfig, log, extra_args=["-n", NAMESPACE])
     proc.start()
     try:
         yield proc
@@ -80,12 +72,14 @@ def polls(emulator: EmulatorThread, svc: str) -> Callable[[], float]:
     return lambda: float(emulator.requests(svc)["total"])
 
 
-def published(cluster: ControlPlane, emulator: EmulatorThread, name: str, ips: list[str]) -> str:
+def published(
+    own_cluster: ControlPlane, emulator: EmulatorThread, name: str, ips: list[str]
+) -> str:
     """A DirectService `name` polling the emulator's service of the same name, published."""
     svc = name.replace("-", "_")
     emulator.set_instances(svc, [{"ip": ip, "port": 8000} for ip in ips])
-    create(cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
-    wait_published(cluster, NAMESPACE, name, {(ip, 8000) for ip in ips})
+    create(own_cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
+    wait_published(own_cluster, NAMESPACE, name, {(ip, 8000) for ip in ips})
     return svc
 
 
@@ -100,86 +94,86 @@ def back_within_a_poll(
     assert present(), f"{what}: not back after {count() - start:.0f} polls"
 
 
-def delete(cluster: ControlPlane, path: str) -> None:
-    cluster.request("DELETE", path)
+def delete(own_cluster: ControlPlane, path: str) -> None:
+    own_cluster.request("DELETE", path)
 
 
 @pytest.mark.parametrize("when", ["at once", "later"])
 def test_a_deleted_service_is_recreated_within_a_poll(
-    cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
 ) -> None:
     name = unique("svc-gone")
     svc = name.replace("-", "_")
     emulator.set_instances(svc, [{"ip": "10.61.0.1", "port": 8000}])
-    create(cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
-    first = eventually("the Service", lambda: service(cluster, NAMESPACE, name), 20)
+    create(own_cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
+    first = eventually("the Service", lambda: service(own_cluster, NAMESPACE, name), 20)
     if when == "later":
-        wait_health(cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
+        wait_health(own_cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
         wait_for_count("three polls", polls(emulator, svc), emulator.requests(svc)["total"] + 3, 20)
-    delete(cluster, f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
+    delete(own_cluster, f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
 
     def recreated() -> bool:
-        again = service(cluster, NAMESPACE, name)
+        again = service(own_cluster, NAMESPACE, name)
         return again is not None and again["metadata"]["uid"] != first["metadata"]["uid"]
 
     back_within_a_poll(emulator, svc, "the Service recreated", recreated)
-    assert get_dsvc(cluster, NAMESPACE, name)["status"]["readyEndpoints"] == 1
+    assert get_dsvc(own_cluster, NAMESPACE, name)["status"]["readyEndpoints"] == 1
 
 
 @pytest.mark.parametrize("when", ["at once", "later"])
 def test_a_deleted_slice_is_recreated_within_a_poll(
-    cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
 ) -> None:
     name = unique("slice-gone")
     svc = name.replace("-", "_")
     emulator.set_instances(svc, [{"ip": "10.61.1.1", "port": 8000}])
-    create(cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
-    first = eventually("the slice", lambda: slices(cluster, NAMESPACE, name), 20)[0]
+    create(own_cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
+    first = eventually("the slice", lambda: slices(own_cluster, NAMESPACE, name), 20)[0]
     if when == "later":
         wait_for_count("three polls", polls(emulator, svc), emulator.requests(svc)["total"] + 3, 20)
     slice_name = first["metadata"]["name"]
     path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{slice_name}"
-    delete(cluster, path)
+    delete(own_cluster, path)
 
     def recreated() -> bool:
-        current = slices(cluster, NAMESPACE, name)
+        current = slices(own_cluster, NAMESPACE, name)
         return bool(current) and current[0]["metadata"]["uid"] != first["metadata"]["uid"]
 
     back_within_a_poll(emulator, svc, "the slice recreated", recreated)
-    assert {e["addresses"][0] for e in slices(cluster, NAMESPACE, name)[0]["endpoints"]} == {
+    assert {e["addresses"][0] for e in slices(own_cluster, NAMESPACE, name)[0]["endpoints"]} == {
         "10.61.1.1"
     }
 
 
 def test_deleting_the_service_then_the_directservice_lets_it_go(
-    cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread
 ) -> None:
     name = unique("both-gone")
-    published(cluster, emulator, name, ["10.61.2.1"])
-    delete(cluster, f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
-    delete(cluster, f"{DSVC_API}/namespaces/{NAMESPACE}/directservices/{name}")
+    published(own_cluster, emulator, name, ["10.61.2.1"])
+    delete(own_cluster, f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
+    delete(own_cluster, f"{DSVC_API}/namespaces/{NAMESPACE}/directservices/{name}")
 
     def gone() -> bool:
         try:
-            get_dsvc(cluster, NAMESPACE, name)
+            get_dsvc(own_cluster, NAMESPACE, name)
         except urllib.error.HTTPError as err:
             return err.code == 404
         return False
 
     eventually("the DirectService gone (no 60 s handler retry)", gone, 10)
-    assert slices(cluster, NAMESPACE, name) == []
-    assert service(cluster, NAMESPACE, name) is None
+    assert slices(own_cluster, NAMESPACE, name) == []
+    assert service(own_cluster, NAMESPACE, name) is None
 
 
 def test_an_api_server_restart_is_caught_up_within_a_poll(
-    cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread
 ) -> None:
     name = unique("apiserver")
-    svc = published(cluster, emulator, name, ["10.61.3.1"])
+    svc = published(own_cluster, emulator, name, ["10.61.3.1"])
     pid = own_operator.pid
     count = polls(emulator, svc)
 
-    cluster.stop_apiserver()
+    own_cluster.stop_apiserver()
     try:
         emulator.set_instances(
             svc, [{"ip": "10.61.3.1", "port": 8000}, {"ip": "10.61.3.2", "port": 8000}]
@@ -187,11 +181,11 @@ def test_an_api_server_restart_is_caught_up_within_a_poll(
         # The loop keeps polling through the outage: about 12 s at 1 s polls.
         wait_for_count("polls during the outage", count, count() + 12, 60)
     finally:
-        cluster.start_apiserver()
+        own_cluster.start_apiserver()
     returned = count()
-    wait_published(cluster, NAMESPACE, name, {("10.61.3.1", 8000), ("10.61.3.2", 8000)}, 30)
+    wait_published(own_cluster, NAMESPACE, name, {("10.61.3.1", 8000), ("10.61.3.2", 8000)}, 30)
     assert count() <= returned + 3, "not published within a poll of the API server's return"
-    wait_health(cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
+    wait_health(own_cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
     assert own_operator.pid == pid
     log = own_operator.tail(2000)
     assert "Will retry" not in log and "failed with an exception" not in log
@@ -210,7 +204,7 @@ def _permissive(crd: dict[str, Any]) -> dict[str, Any]:
     [("port", "http", {"name": "http"}), ("timeouts", "fast", {"connect": "1s", "read": "1s"})],
 )
 def test_a_spec_stored_with_wrong_types_gets_invalid_spec_and_a_fix_publishes(
-    cluster: ControlPlane,
+    own_cluster: ControlPlane,
     own_operator: OperatorProcess,
     emulator: EmulatorThread,
     field: str,
@@ -221,23 +215,23 @@ def test_a_spec_stored_with_wrong_types_gets_invalid_spec_and_a_fix_publishes(
     svc = name.replace("-", "_")
     emulator.set_instances(svc, [{"ip": "10.61.4.1", "port": 8000}])
     strict = yaml.safe_load(CRD_FILE.read_text())
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_permissive(strict)))
+    own_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(_permissive(strict)))
     try:
         body = directservice(NAMESPACE, name, pai_eas(emulator.url, svc))
         body["spec"][field] = bad
-        create(cluster, body)
+        create(own_cluster, body)
     finally:  # the object stays stored as it is; the strict schema returns for everything else
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(strict))
-    dsvc = wait_health(cluster, NAMESPACE, name, "False", "InvalidSpec")
+        own_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(strict))
+    dsvc = wait_health(own_cluster, NAMESPACE, name, "False", "InvalidSpec")
     message = next(
         c["message"] for c in dsvc["status"]["conditions"] if c["reason"] == "InvalidSpec"
     )
     assert f"spec.{field}" in message
-    patch(cluster, "directservice", NAMESPACE, name, {"spec": {field: fix}})
+    patch(own_cluster, "directservice", NAMESPACE, name, {"spec": {field: fix}})
     back_within_a_poll(
-        emulator, svc, "published after the fix", lambda: bool(slices(cluster, NAMESPACE, name))
+        emulator, svc, "published after the fix", lambda: bool(slices(own_cluster, NAMESPACE, name))
     )
-    wait_health(cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
+    wait_health(own_cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
 
 
 def _secret(name: str, data: dict[str, bytes]) -> dict[str, Any]:
@@ -254,7 +248,7 @@ KEYSTORE = bytes([0x30, 0x82, 0xFF, 0xFE, 0x00, 0xC3, 0x28])  # not UTF-8
 
 @pytest.mark.parametrize("binary", ["other key", "needed key"])
 def test_a_secret_with_a_binary_key(
-    cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, binary: str
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, binary: str
 ) -> None:
     name, user, password = unique("ma-secret"), unique("user"), secrets.token_urlsafe(12)
     emulator.put_iam_user(user, password, "acme", [{"id": PROJECT, "name": "cn-north-4"}])
@@ -263,7 +257,7 @@ def test_a_secret_with_a_binary_key(
     data = (
         {"token": token, "keystore.p12": KEYSTORE} if binary == "other key" else {"token": KEYSTORE}
     )
-    create(cluster, _secret(f"{name}-creds", data))
+    create(own_cluster, _secret(f"{name}-creds", data))
     provider = {
         "endpoint": emulator.url,
         "projectId": PROJECT,
@@ -271,16 +265,16 @@ def test_a_secret_with_a_binary_key(
         "credentialsSecretRef": {"name": f"{name}-creds", "tokenKey": "token"},
     }
     create(
-        cluster,
+        own_cluster,
         directservice(NAMESPACE, name, {"modelArts": provider}, rateBudget={"callsPerMinute": 600}),
     )
     if binary == "other key":
-        wait_published(cluster, NAMESPACE, name, {("10.61.5.1", 8080)})
-        wait_health(cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
+        wait_published(own_cluster, NAMESPACE, name, {("10.61.5.1", 8080)})
+        wait_health(own_cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
         count = polls(emulator, name)
         wait_for_count("polling goes on", count, count() + 2, 20)
         return
-    dsvc = wait_health(cluster, NAMESPACE, name, "False", "InvalidSecretValue")
+    dsvc = wait_health(own_cluster, NAMESPACE, name, "False", "InvalidSecretValue")
     message = next(
         c["message"] for c in dsvc["status"]["conditions"] if c["type"] == "DiscoveryHealthy"
     )

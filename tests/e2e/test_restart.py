@@ -1,65 +1,69 @@
-"""The operator survives its own restart cheaply: it adopts its slices and rewrites nothing."""
+"""The operator survives its own restart cheaply: it adopts its slices and rewrites nothing.
+
+The operator restarted here is one of the test's own, watching only its namespace on a
+control plane of its own: the session's operator, cluster-wide, would otherwise reconcile
+the same objects (and hide whatever the restarted one did or did not write), and it is
+never stopped by a test.
+"""
 
 from __future__ import annotations
 
-import time
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from clusterhelpers import apply, condition, eventually, get_json
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
+from support import (
+    apply,
+    directservice,
+    eventually,
+    get_dsvc,
+    health,
+    pai_eas,
+    resource_versions,
+    running,
+    wait_requests,
+)
 
 pytestmark = pytest.mark.e2e
 
+NAMESPACE = "restart"
 
-def _versions(cp: ControlPlane, namespace: str) -> dict[str, str]:
-    objs = get_json(cp, "dsvc,service,endpointslices,events", "-n", namespace)
-    return {
-        f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
-        for o in objs["items"]
-    }
+
+@pytest.fixture
+def own_operator(own_cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """An operator for NAMESPACE only, started here; the test restarts it."""
+    log = tmp_path / "operator.log"
+    proc = OperatorProcess(own_cluster.kubeconfig, log, extra_args=["-n", NAMESPACE])
+    with running(proc):
+        yield proc
 
 
 def test_restart_adopts_slices_without_writes(
-    control_plane: ControlPlane,
-    operator: OperatorProcess,
-    emulator: EmulatorThread,
-    namespace: str,
+    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread
 ) -> None:
+    cp = own_cluster
     # 250 instances at 100 per slice: three slices to adopt.
+    eas = f"restart_{secrets.token_hex(4)}"
     instances = [{"ip": f"10.40.{i // 200}.{i % 200 + 1}", "port": 9000} for i in range(250)]
-    emulator.set_instances("restart_svc", instances)
-    dsvc = {
-        "apiVersion": "directservice.io/v1alpha1",
-        "kind": "DirectService",
-        "metadata": {"name": "restart", "namespace": namespace},
-        "spec": {
-            "provider": {"paiEas": {"endpoint": emulator.url, "serviceName": "restart_svc"}},
-            "pollInterval": "1s",
-        },
-    }
-    apply(control_plane, dsvc)
+    emulator.set_instances(eas, instances)
+    apply(cp, directservice(NAMESPACE, "restart", pai_eas(emulator.url, eas)))
 
     def synced() -> bool:
-        obj = get_json(control_plane, "dsvc", "restart", "-n", namespace)
-        return (obj.get("status") or {}).get("totalEndpoints") == 250 and condition(
-            obj, "DiscoveryHealthy"
-        ).get("status") == "True"
+        total = (get_dsvc(cp, NAMESPACE, "restart").get("status") or {}).get("totalEndpoints")
+        return total == 250 and health(cp, NAMESPACE, "restart").get("status") == "True"
 
     eventually("all 250 published", synced, 20)
-    time.sleep(1.5)
-    before = _versions(control_plane, namespace)
+    wait_requests(emulator, eas, 2)  # what the polls so far had to write is written
+    before = resource_versions(cp, NAMESPACE)
     assert sum(k.startswith("EndpointSlice/") for k in before) == 3
 
-    operator.stop()
-    operator.start()
-    polls = emulator.requests("restart_svc")["total"]
-    eventually(
-        "polls after the restart",
-        lambda: emulator.requests("restart_svc")["total"] >= polls + 3,
-        20,
-    )
-    time.sleep(1.0)
-    assert _versions(control_plane, namespace) == before
+    own_operator.stop()
+    own_operator.start()
+    # Four polls by the new process: the first three have written whatever they would.
+    wait_requests(emulator, eas, 4)
+    assert resource_versions(cp, NAMESPACE) == before

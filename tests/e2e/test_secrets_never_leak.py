@@ -12,63 +12,46 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import urllib.request
 from typing import Any
 
 import pytest
 
-from clusterhelpers import eventually
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
-from dsvcsupport import (
+from support import (
+    HEALTHY,
+    PROJECT,
     all_dsvcs,
+    condition,
     create,
     directservice,
     discovery_count,
+    emulator_requests,
     events,
     events_with,
+    eventually,
+    iam_user,
+    model_arts,
     pai_eas,
     patch,
     secret,
+    wait_for_count,
     wait_health,
     wait_published,
+    wait_requests,
 )
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = "0123456789abcdef0123456789abcdef"
 FAST_BUDGET = {"callsPerMinute": 600}  # stay clear of the 20/min ModelArts default
-
-
-def _iam_user(emulator: EmulatorThread, prefix: str) -> tuple[str, str]:
-    user, password = f"{prefix}-{secrets.token_hex(4)}", "pw-" + secrets.token_hex(12)
-    emulator.put_iam_user(user, password, "acme")
-    return user, password
 
 
 def _service(emulator: EmulatorThread, prefix: str, instances: list[Any], **kw: Any) -> str:
     name = f"{prefix}-{secrets.token_hex(4)}"
     emulator.set_instances(name, instances, **kw)
     return name
-
-
-def _modelarts(
-    emulator: EmulatorThread, service_id: str, secret_name: str, *, token: bool
-) -> dict[str, Any]:
-    ref: dict[str, str] = {"name": secret_name}
-    provider: dict[str, Any] = {
-        "endpoint": emulator.url,
-        "projectId": PROJECT,
-        "serviceId": service_id,
-        "credentialsSecretRef": ref,
-    }
-    if token:
-        ref["tokenKey"] = "token"
-    else:
-        provider["iamEndpoint"] = emulator.iam_url
-    return {"modelArts": provider}
 
 
 def _http_json(emulator: EmulatorThread, service_id: str, secret_name: str) -> dict[str, Any]:
@@ -100,7 +83,7 @@ def test_missing_secret_or_key_is_reported_and_nothing_else_suffers(
     cp = control_plane
     pid = operator.pid
     log_start = operator.log_path.stat().st_size
-    user, password = _iam_user(emulator, "sec")
+    user, password = iam_user(emulator, "sec")
     token = emulator.login(user, password, "acme", PROJECT)
     good = [{"ip": "10.90.0.1", "port": 8080}]
     eas = _service(emulator, "bystander", good)
@@ -114,30 +97,30 @@ def test_missing_secret_or_key_is_reported_and_nothing_else_suffers(
         directservice(
             namespace,
             "ma",
-            _modelarts(emulator, ma, "ma-token", token=True),
+            model_arts(emulator, ma, "ma-token", token_key="token"),
             rateBudget=FAST_BUDGET,
         ),
     )
     create(cp, directservice(namespace, "hj", _http_json(emulator, hj, "hj-token")))
 
     missing = wait_health(cp, namespace, "ma", "False", "SecretNotFound")
-    cond = next(c for c in missing["status"]["conditions"] if c["type"] == "DiscoveryHealthy")
+    cond = condition(missing, HEALTHY)
     assert f"Secret {namespace}/ma-token does not exist" in cond["message"]
     no_key = wait_health(cp, namespace, "hj", "False", "SecretKeyMissing")
-    cond = next(c for c in no_key["status"]["conditions"] if c["type"] == "DiscoveryHealthy")
+    cond = condition(no_key, HEALTHY)
     assert f"Secret {namespace}/hj-token" in cond["message"] and "token" in cond["message"]
-    assert emulator.requests(ma)["total"] == 0 and emulator.requests(hj)["total"] == 0
+    assert emulator_requests(emulator, ma) == 0 and emulator_requests(emulator, hj) == 0
 
     # Keep failing for a while: no crash loop, one Event each, the bystander keeps working.
     wait_health(cp, namespace, "bystander", "True", "DiscoverySucceeded")
-    polls_before = emulator.requests(eas)["total"]
-    not_found_before = discovery_count(operator, "modelArts", "SecretNotFound")
-    eventually(
+    polls_before = emulator_requests(emulator, eas)
+    wait_for_count(
         "more failing polls of ma",
-        lambda: discovery_count(operator, "modelArts", "SecretNotFound") - not_found_before >= 2,
+        lambda: discovery_count(operator, "modelArts", "SecretNotFound"),
+        discovery_count(operator, "modelArts", "SecretNotFound") + 2,
         20,
     )
-    assert emulator.requests(eas)["total"] - polls_before >= 2, "the bystander kept polling"
+    assert emulator_requests(emulator, eas) - polls_before >= 2, "the bystander kept polling"
     wait_health(cp, namespace, "bystander", "True", "DiscoverySucceeded", timeout=1)
     assert operator.pid == pid and _live(operator)
     assert len(events_with(cp, namespace, "ma", "SecretNotFound", "Warning")) == 1
@@ -152,10 +135,8 @@ def test_missing_secret_or_key_is_reported_and_nothing_else_suffers(
     wait_health(cp, namespace, "ma", "True", timeout=5)
     # Adding the missing key recovers as well.
     patch(cp, "secret", namespace, "hj-token", {"stringData": {"token": token}})
-    fixed_at = time.monotonic()
     wait_published(cp, namespace, "hj", {("10.90.0.1", 8080)}, timeout=30)
     wait_health(cp, namespace, "hj", "True", timeout=5)
-    assert time.monotonic() - fixed_at < 30
     assert operator.pid == pid and _live(operator)
 
 
@@ -167,10 +148,10 @@ def test_credentials_never_appear_in_logs_events_status_or_metrics(
 ) -> None:
     cp = control_plane
     good = [{"ip": "10.91.0.1", "port": 8080}, {"ip": "10.91.0.2", "port": 8080}]
-    pw_user, password = _iam_user(emulator, "leak-pw")
-    tok_user, tok_password = _iam_user(emulator, "leak-tok")
+    pw_user, password = iam_user(emulator, "leak-pw")
+    tok_user, tok_password = iam_user(emulator, "leak-tok")
     token = emulator.login(tok_user, tok_password, "acme", PROJECT)
-    hdr_user, hdr_password = _iam_user(emulator, "leak-hdr")
+    hdr_user, hdr_password = iam_user(emulator, "leak-hdr")
     header_token = emulator.login(hdr_user, hdr_password, "acme", PROJECT)
     wrong_password = "wrong-" + secrets.token_hex(12)
 
@@ -205,13 +186,13 @@ def test_credentials_never_appear_in_logs_events_status_or_metrics(
     svc_wrong = _service(emulator, "wrong", good)
 
     specs = {
-        "pw": _modelarts(emulator, svc_pw, "iam", token=False),
-        "tok": _modelarts(emulator, svc_tok, "token", token=True),
+        "pw": model_arts(emulator, svc_pw, "iam"),
+        "tok": model_arts(emulator, svc_tok, "token", token_key="token"),
         "hdr": _http_json(emulator, svc_hdr, "header"),
-        "e401": _modelarts(emulator, svc_401, "token", token=True),
-        "junk": _modelarts(emulator, svc_junk, "token", token=True),
-        "redir": _modelarts(emulator, svc_redirect, "token", token=True),
-        "wrong": _modelarts(emulator, svc_wrong, "iam-wrong", token=False),
+        "e401": model_arts(emulator, svc_401, "token", token_key="token"),
+        "junk": model_arts(emulator, svc_junk, "token", token_key="token"),
+        "redir": model_arts(emulator, svc_redirect, "token", token_key="token"),
+        "wrong": model_arts(emulator, svc_wrong, "iam-wrong"),
     }
     for name, provider in specs.items():
         create(cp, directservice(namespace, name, provider, rateBudget=FAST_BUDGET))
@@ -231,7 +212,10 @@ def test_credentials_never_appear_in_logs_events_status_or_metrics(
         ("wrong", "CredentialsRejected"),
     ):
         wait_health(cp, namespace, name, "False", reason)
-    time.sleep(1.5)  # a few more polls, logged and counted
+    # More polls of every service the emulator answers, logged and counted ("wrong" is not
+    # retried until its Secret changes: its IAM login was refused).
+    for service_id in (svc_pw, svc_tok, svc_hdr, svc_401, svc_junk, svc_redirect):
+        wait_requests(emulator, service_id, 1)
 
     # The tokens the operator got from IAM for "pw", as the emulator saw them.
     issued = {

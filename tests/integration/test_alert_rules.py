@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterhelpers import REPO
 from devenv.tools import Tools
+from support import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -3,15 +3,13 @@
 helm is the binary built from its Go module (tools.resolve()). Rendered objects are checked
 for what the operator relies on (security context, probes, flags, RBAC per mode), then sent
 to a real kube-apiserver: as a server-side dry run, and as a real `helm install` and
-`helm uninstall` into a control plane of the test's own.
+`helm uninstall` into a control plane of the test's own. The chart's files read as files
+(values schema, CRD copies) are checked in tests/unit/test_chart_files.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from clusterhelpers import REPO, get_json
-from devenv import crdsync
 from devenv.controlplane import ControlPlane
 from devenv.tools import Tools
 from directservice.cli import build_parser
+from support import REPO, get_json
 
 pytestmark = pytest.mark.integration
 
@@ -109,14 +106,6 @@ def test_lint_is_clean(helm: Helm, values: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
     assert "0 chart(s) failed" in result.stdout
-
-
-def test_ci_values_cover_each_mode() -> None:
-    assert {p.name for p in CI.glob("*.yaml")} >= {
-        "namespaced-values.yaml",
-        "ha-values.yaml",
-        "servicemonitor-values.yaml",
-    }
 
 
 # -- defaults: one cluster-wide standalone operator ---------------------------------------
@@ -399,132 +388,6 @@ def test_schema_rejects_bad_values(
         output = result.stdout + result.stderr
         assert "values don't meet the specifications of the schema" in output, output
         assert message in output, output
-
-
-def test_schema_is_strict_everywhere() -> None:
-    """Every object with fixed keys refuses unknown ones; maps constrain their values."""
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    # affinity's members are core/v1 types the API server validates in full.
-    passthrough = {"/global", "/affinity/nodeAffinity", "/affinity/podAffinity",
-                   "/affinity/podAntiAffinity"}  # fmt: skip
-
-    def walk(node: dict[str, Any], path: str) -> None:
-        if node.get("type") == "object" and path not in passthrough:
-            if "properties" in node:
-                assert node.get("additionalProperties") is False, path
-            else:
-                assert isinstance(node.get("additionalProperties"), dict), path
-                assert "propertyNames" in node, path
-        for key, child in node.get("properties", {}).items():
-            walk(child, f"{path}/{key}")
-        if isinstance(node.get("items"), dict):
-            walk(node["items"], f"{path}[]")
-
-    walk(schema, "")
-
-
-def _keys(values: dict[str, Any], prefix: str = "") -> set[str]:
-    found: set[str] = set()
-    for key, value in values.items():
-        found.add(prefix + key)
-        if isinstance(value, dict) and value:
-            found |= _keys(value, f"{prefix}{key}.")
-    return found
-
-
-def test_values_are_documented_line_by_line() -> None:
-    """Every key in values.yaml has a comment: on the line above or at the end of its line."""
-    lines = (CHART / "values.yaml").read_text().splitlines()
-    undocumented = []
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
-            continue
-        above = lines[index - 1].strip() if index else ""
-        if not above.startswith("#") and " # " not in line:
-            undocumented.append(line)
-    assert undocumented == []
-    schema = json.loads((CHART / "values.schema.json").read_text())
-
-    def described(node: dict[str, Any], path: str) -> None:
-        assert node.get("description"), f"{path} has no description in the schema"
-        for key, child in node.get("properties", {}).items():
-            described(child, f"{path}.{key}")
-
-    for key, child in schema["properties"].items():
-        described(child, key)
-    assert _keys(yaml.safe_load((CHART / "values.yaml").read_text())) <= _keys(
-        _schema_skeleton(schema)
-    )
-
-
-def _schema_skeleton(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: _schema_skeleton(child) if "properties" in child else {}
-        for key, child in schema.get("properties", {}).items()
-    }
-
-
-# -- the CRD copy -------------------------------------------------------------------------
-
-
-def test_chart_crd_is_an_exact_copy_of_the_manifest() -> None:
-    source = REPO / "manifests" / "crds" / "directservice.io_directservices.yaml"
-    copy = CHART / "crds" / source.name
-    assert copy.read_bytes() == source.read_bytes(), (
-        "the chart's CRD drifted from manifests/crds: run python -m devenv.crdsync"
-    )
-    assert crdsync.drifts() == []
-
-
-def test_crdsync_finds_and_fixes_drift(tmp_path: Path) -> None:
-    source, chart = tmp_path / "source", tmp_path / "chart"
-    source.mkdir()
-    chart.mkdir()
-    (source / "a.yaml").write_text("kind: A\n")
-    (source / "b.yaml").write_text("kind: B\n")
-    (chart / "a.yaml").write_text("kind: A  # edited by hand\n")
-    (chart / "kopf.yaml").write_text("kind: Extra\n")  # chart-only files are left alone
-    drifts = crdsync.drifts(source, chart)
-    assert [(d.source.name, d.missing) for d in drifts] == [("a.yaml", False), ("b.yaml", True)]
-    assert [d.copy.name for d in crdsync.sync(source, chart)] == ["a.yaml", "b.yaml"]
-    assert crdsync.drifts(source, chart) == []
-    assert (chart / "a.yaml").read_text() == "kind: A\n"
-    assert (chart / "kopf.yaml").read_text() == "kind: Extra\n"
-
-
-def test_crdsync_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert crdsync.main(["--check"]) == 0
-    assert "chart CRDs match manifests/crds" in capsys.readouterr().out
-    # As a module, the way the Makefile target runs it.
-    result = subprocess.run(
-        [sys.executable, "-m", "devenv.crdsync", "--check"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO / "operator")},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_kopf_peering_crds_are_what_kopf_looks_for() -> None:
-    from kopf._cogs.structs import references
-
-    crds = {
-        doc["spec"]["names"]["plural"]: doc
-        for doc in yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text())
-    }
-    for selector, scope in [
-        (references.CLUSTER_PEERINGS_K, "Cluster"),
-        (references.NAMESPACED_PEERINGS_K, "Namespaced"),
-    ]:
-        crd = crds[str(selector.any_name)]
-        assert crd["spec"]["group"] == selector.group
-        assert [v["name"] for v in crd["spec"]["versions"]] == [selector.version]
-        assert crd["spec"]["scope"] == scope
-        status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status["x-kubernetes-preserve-unknown-fields"] is True
 
 
 # -- against the API server ---------------------------------------------------------------

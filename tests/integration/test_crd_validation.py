@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from clusterhelpers import example, get_json
 from devenv.controlplane import ControlPlane
+from support import example, get_json
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The kubectl install path (manifests/), the image recipe and the alerting example.
+"""The kubectl install path (manifests/), and the ports the image recipe exposes.
 
 manifests/ is applied to a real kube-apiserver: first as a server-side dry run, then for
 real, in a control plane of its own (it creates cluster-scoped objects the session's
@@ -15,13 +15,12 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from clusterhelpers import REPO, eventually, get_json
 from devenv.controlplane import ControlPlane
 from devenv.tools import Tools
+from support import REPO, dockerfile_instructions, eventually, get_json
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +29,6 @@ CHART = REPO / "charts" / "directservice-operator"
 CRD_FILE = MANIFESTS / "crds" / "directservice.io_directservices.yaml"
 SYSTEM_NS = "directservice-system"
 NAME = "directservice-operator"
-RULES_FILE = REPO / "examples" / "monitoring" / "prometheus-rules.yaml"
 
 
 def _docs(text: str) -> list[dict[str, Any]]:
@@ -282,219 +280,9 @@ def test_kubectl_get_shows_the_printer_columns(quiet_cluster: ControlPlane) -> N
     assert row[:5] == ["mnist", "paiEas", "2", "3", "True"]
 
 
-# -- Dockerfile ---------------------------------------------------------------------------
-# No container engine runs here, so the image is never built by the tests; these checks
-# read the recipe for the properties the chart relies on.
-
-
-def _dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    text = (REPO / "Dockerfile").read_text()
-    logical: list[str] = []
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in logical]
-
-
-def _stages() -> tuple[dict[str, str], list[list[tuple[str, str]]]]:
-    args: dict[str, str] = {}
-    stages: list[list[tuple[str, str]]] = []
-    for instruction, rest in _dockerfile():
-        if instruction == "ARG" and not stages:
-            key, _, value = rest.partition("=")
-            args[key] = value
-        elif instruction == "FROM":
-            stages.append([(instruction, rest)])
-        elif stages:
-            stages[-1].append((instruction, rest))
-    return args, stages
-
-
-def test_dockerfile_is_multi_stage_on_a_pinned_base() -> None:
-    args, stages = _stages()
-    assert len(stages) == 2
-    bases = [stage[0][1].split()[0] for stage in stages]
-    assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "both stages share one base"
-    assert stages[0][0][1].split()[-1] == "builder"
-    image = args["PYTHON_IMAGE"]
-    # Pinned: a full patch version and a Debian release (plus, optionally, a digest); never
-    # a floating tag such as 3.11-slim or latest.
-    match = re.fullmatch(
-        r"python:3\.11\.(\d+)-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", image
-    )
-    assert match, image
-
-
-def test_dockerfile_final_stage_runs_non_root_without_build_tools() -> None:
-    _, stages = _stages()
-    builder, final = stages
-    instructions = dict(final)
-    assert instructions["USER"] == "65532:65532"  # numeric: runAsNonRoot can verify it
-    assert json.loads(instructions["ENTRYPOINT"]) == ["directservice"]
-    assert json.loads(instructions["CMD"]) == ["run"]
-    final_text = " ".join(rest for _, rest in final)
-    assert "apt-get" not in final_text and "gcc" not in final_text
-    assert "COPY" not in instructions, "the final stage copies no source, only builder wheels"
-    assert "--no-index" in final_text and "from=builder" in final_text
-    assert "pip uninstall --yes pip" in final_text
-    # The last USER wins and nothing after it switches back to root.
-    users = [rest for instruction, rest in final if instruction == "USER"]
-    assert users == ["65532:65532"]
-    assert any("pip wheel" in rest for instruction, rest in builder if instruction == "RUN")
-
-
-def test_dockerignore_keeps_the_context_to_the_package() -> None:
-    lines = [
-        line.strip()
-        for line in (REPO / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!operator/"} <= set(lines)
-    # Everything the builder COPYs is let through.
-    _, stages = _stages()
-    copied = [rest.split()[:-1] for instruction, rest in stages[0] if instruction == "COPY"]
-    for sources in copied:
-        for source in sources:
-            assert f"!{source}" in lines or f"!{source.rstrip('/')}/" in lines, source
-
-
-# -- PrometheusRule example ---------------------------------------------------------------
-
-DURATION = (
-    r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
-)
-LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
-
-# The parts of prometheus-operator's PrometheusRule (monitoring.coreos.com/v1) that the
-# example uses, with the constraints Prometheus puts on a rule file. Written for this test
-# from the documented API; unknown fields are refused, as Prometheus refuses them.
-PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"},
-        "kind": {"const": "PrometheusRule"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                "namespace": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-        },
-        "spec": {
-            "type": "object",
-            "required": ["groups"],
-            "additionalProperties": False,
-            "properties": {
-                "groups": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "rules"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "name": {"type": "string", "minLength": 1},
-                            "interval": {"type": "string", "pattern": DURATION},
-                            "rules": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {
-                                    "type": "object",
-                                    "required": ["alert", "expr"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "alert": {"type": "string", "pattern": LABEL_NAME},
-                                        "expr": {"type": "string", "minLength": 1},
-                                        "for": {"type": "string", "pattern": DURATION},
-                                        "labels": {
-                                            "type": "object",
-                                            "propertyNames": {"pattern": LABEL_NAME},
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                        "annotations": {
-                                            "type": "object",
-                                            "propertyNames": {"pattern": LABEL_NAME},
-                                            "additionalProperties": {"type": "string"},
-                                        },
-                                    },
-                                },
-                            },
-                        },
-                    },
-                }
-            },
-        },
-    },
-}
-
-
-def _rules() -> list[dict[str, Any]]:
-    doc = yaml.safe_load(RULES_FILE.read_text())
-    return [rule for group in doc["spec"]["groups"] for rule in group["rules"]]
-
-
-def test_prometheus_rules_match_the_schema() -> None:
-    doc = yaml.safe_load(RULES_FILE.read_text())
-    jsonschema.Draft7Validator.check_schema(PROMETHEUS_RULE_SCHEMA)
-    jsonschema.Draft7Validator(PROMETHEUS_RULE_SCHEMA).validate(doc)
-    names = [group["name"] for group in doc["spec"]["groups"]]
-    assert len(names) == len(set(names)), "group names must be unique"
-
-
-def test_prometheus_schema_refuses_typos() -> None:
-    """The schema is strict enough to matter: a misspelt key or a bad duration fails."""
-    validator = jsonschema.Draft7Validator(PROMETHEUS_RULE_SCHEMA)
-    doc = yaml.safe_load(RULES_FILE.read_text())
-    doc["spec"]["groups"][0]["rules"][0]["fro"] = doc["spec"]["groups"][0]["rules"][0].pop("for")
-    assert not validator.is_valid(doc)
-    doc = yaml.safe_load(RULES_FILE.read_text())
-    doc["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"
-    assert not validator.is_valid(doc)
-
-
-def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:
-    rules = {rule["alert"]: rule for rule in _rules()}
-    stale = rules["DirectServiceDiscoveryStale"]["expr"]
-    assert "directservice_seconds_since_last_success" in stale
-    threshold = re.search(r">\s*(\d+)\s*\*\s*60\s*$", stale)
-    assert threshold and int(threshold.group(1)) >= 1, stale  # N minutes, written as N * 60
-    empty = rules["DirectServiceNoReadyEndpoints"]["expr"]
-    assert re.search(r"directservice_ready_endpoints\)?\s*==\s*0\s*$", empty), empty
-    for rule in rules.values():
-        assert rule["labels"]["severity"] in ("warning", "critical")
-        assert {"summary", "description"} <= set(rule["annotations"])
-        assert "by (namespace, name)" in rule["expr"], "one alert per DirectService"
-
-
-def test_prometheus_rules_use_metrics_the_operator_exports() -> None:
-    from directservice.obs.metrics import REGISTRY
-
-    exported: set[str] = set()
-    for family in REGISTRY.collect():
-        exported |= {sample.name for sample in family.samples} | {family.name}
-    labels = {
-        family.name: {key for sample in family.samples for key in sample.labels}
-        for family in REGISTRY.collect()
-    }
-    for rule in _rules():
-        for metric in re.findall(r"\bdirectservice_[a-z_]+\b", rule["expr"]):
-            assert metric in exported, f"{rule['alert']} uses {metric}, which is not exported"
-            # `by (namespace, name)` needs those labels on the series (when any exist yet).
-            if labels.get(metric):
-                assert {"namespace", "name"} <= labels[metric], metric
+# -- the image recipe ---------------------------------------------------------------------
+# The Dockerfile's own rules are checked in tests/unit/test_dockerfile.py, the alerting
+# example's shape in tests/unit/test_prometheus_rules.py; this one needs the rendered chart.
 
 
 def test_dockerfile_exposes_the_ports_the_chart_probes(
@@ -506,25 +294,8 @@ def test_dockerfile_exposes_the_ports_the_chart_probes(
     ports = {port["containerPort"] for port in container["ports"]}
     exposed = {
         int(p)
-        for instruction, rest in _dockerfile()
+        for instruction, rest in dockerfile_instructions()
         if instruction == "EXPOSE"
         for p in rest.split()
     }
     assert ports == exposed
-
-
-def test_promtool_unit_test_covers_every_alert() -> None:
-    """examples/monitoring/prometheus-rules.test.yaml (for `promtool test rules`) tests each
-    alert both silent and firing, on series named as the operator exports them."""
-    tests = yaml.safe_load((RULES_FILE.parent / "prometheus-rules.test.yaml").read_text())
-    assert tests["rule_files"] == ["directservice-rules.yaml"]
-    alerts = {rule["alert"] for rule in _rules()}
-    cases = [case for test in tests["tests"] for case in test["alert_rule_test"]]
-    assert {case["alertname"] for case in cases} == alerts
-    for alert in alerts:
-        outcomes = [bool(c["exp_alerts"]) for c in cases if c["alertname"] == alert]
-        assert True in outcomes and False in outcomes, alert
-    series = [s["series"] for test in tests["tests"] for s in test["input_series"]]
-    names = {re.match(r"[a-z_]+", s).group(0) for s in series}  # type: ignore[union-attr]
-    used = {m for rule in _rules() for m in re.findall(r"\bdirectservice_[a-z_]+\b", rule["expr"])}
-    assert names == used

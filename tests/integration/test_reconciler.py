@@ -3,13 +3,17 @@
 The provider is `static` (no HTTP). Status patches and Events go to the API server; the
 view is plain memory holding what the test says the watches delivered. Faults are injected
 by monkeypatching our own code, never the API.
+
+The module has a control plane of its own: in a full run the session-wide e2e operator
+watches every namespace of the shared one, and would reconcile these DirectServices too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +32,20 @@ from directservice.publish.render import read_endpoint_slice, read_service_shape
 from directservice.publish.writer import KubeWriter
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api_client(own_cluster: ControlPlane) -> Iterator[ApiClient]:
+    with own_cluster.api_client() as client:
+        yield client
+
+
+@pytest.fixture
+def namespace(own_cluster: ControlPlane) -> str:
+    name = f"rec-{secrets.token_hex(4)}"
+    own_cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
+
 
 NAME = "scorer"
 DSVC_API = "/apis/directservice.io/v1alpha1"
@@ -156,28 +174,28 @@ WRONG_TYPES = [
 @pytest.mark.parametrize(("mutate", "field"), WRONG_TYPES, ids=[f for _, f in WRONG_TYPES])
 def test_a_spec_with_wrong_types_is_invalid_spec_naming_the_field_until_fixed(
     api_client: ApiClient,
-    control_plane: ControlPlane,
+    own_cluster: ControlPlane,
     namespace: str,
     mutate: Callable[[dict[str, Any]], None],
     field: str,
 ) -> None:
-    body = create_dsvc(control_plane, namespace)
+    body = create_dsvc(own_cluster, namespace)
     rec, _ = reconciler(api_client, body)
 
     delay = poll(rec, with_spec(body, mutate))
 
     assert delay > 0
-    cond = health(control_plane, namespace)
+    cond = health(own_cluster, namespace)
     assert (cond["status"], cond["reason"]) == ("False", Reason.INVALID_SPEC)
     assert field in cond["message"], cond["message"]
-    assert api_slices(control_plane, namespace) == []
-    assert len(events(control_plane, namespace, Reason.INVALID_SPEC, "Warning")) == 1
+    assert api_slices(own_cluster, namespace) == []
+    assert len(events(own_cluster, namespace, Reason.INVALID_SPEC, "Warning")) == 1
 
     poll(rec, body)  # the fixing edit
 
-    cond = health(control_plane, namespace)
+    cond = health(own_cluster, namespace)
     assert (cond["status"], cond["reason"]) == ("True", Reason.DISCOVERY_SUCCEEDED)
-    assert published_ips(control_plane, namespace) == {"10.20.0.11", "10.20.0.12"}
+    assert published_ips(own_cluster, namespace) == {"10.20.0.11", "10.20.0.12"}
 
 
 async def boom(*args: Any, **kwargs: Any) -> Discovery:
@@ -193,19 +211,19 @@ FAULTS = {
 @pytest.mark.parametrize("where", sorted(FAULTS))
 def test_an_unexpected_exception_is_internal_error_and_publishes_nothing(
     api_client: ApiClient,
-    control_plane: ControlPlane,
+    own_cluster: ControlPlane,
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
-    body = create_dsvc(control_plane, namespace)
+    body = create_dsvc(own_cluster, namespace)
     rec, view = reconciler(api_client, body)
     poll(rec, body)
-    view.deliver(control_plane, namespace)
-    assert published_ips(control_plane, namespace) == {"10.20.0.11", "10.20.0.12"}
-    slices_before = api_slices(control_plane, namespace)
+    view.deliver(own_cluster, namespace)
+    assert published_ips(own_cluster, namespace) == {"10.20.0.11", "10.20.0.12"}
+    slices_before = api_slices(own_cluster, namespace)
     service_path = f"/api/v1/namespaces/{namespace}/services/{NAME}"
-    service_before = control_plane.request("GET", service_path)
+    service_before = own_cluster.request("GET", service_path)
     errors_before = internal_errors(namespace)
     # The edit the faulty polls see would change what is published, were anything published.
     edited = with_spec(body, lambda s: s["provider"]["static"].update(instances=INSTANCES[:1]))
@@ -214,18 +232,18 @@ def test_an_unexpected_exception_is_internal_error_and_publishes_nothing(
     delays = [poll(rec, edited), poll(rec, edited)]  # neither raises
 
     assert all(d > 0 for d in delays)
-    cond = health(control_plane, namespace)
+    cond = health(own_cluster, namespace)
     assert (cond["status"], cond["reason"]) == ("False", Reason.INTERNAL_ERROR)
     assert "RuntimeError" in cond["message"] and "boom" in cond["message"]
-    assert len(events(control_plane, namespace, Reason.INTERNAL_ERROR, "Warning")) == 1
+    assert len(events(own_cluster, namespace, Reason.INTERNAL_ERROR, "Warning")) == 1
     assert internal_errors(namespace) == errors_before + 2
-    assert api_slices(control_plane, namespace) == slices_before  # resourceVersions included
-    assert control_plane.request("GET", service_path) == service_before
+    assert api_slices(own_cluster, namespace) == slices_before  # resourceVersions included
+    assert own_cluster.request("GET", service_path) == service_before
 
     monkeypatch.undo()
     poll(rec, edited)
 
-    cond = health(control_plane, namespace)
+    cond = health(own_cluster, namespace)
     assert (cond["status"], cond["reason"]) == ("True", Reason.DISCOVERY_SUCCEEDED)
-    assert published_ips(control_plane, namespace) == {"10.20.0.11"}
-    assert len(events(control_plane, namespace, Reason.INTERNAL_ERROR, "Warning")) == 1
+    assert published_ips(own_cluster, namespace) == {"10.20.0.11"}
+    assert len(events(own_cluster, namespace, Reason.INTERNAL_ERROR, "Warning")) == 1

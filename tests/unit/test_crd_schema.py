@@ -15,14 +15,16 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from crd_schema import (
+    CRD,
     GROUP,
     KIND,
+    SCHEMA,
     VERSION,
     apply_defaults,
     cel_rules,
+    directservice,
+    errors,
     example_directservices,
-    load_crd,
-    openapi_schema,
     to_json_schema,
     version_entry,
     walk,
@@ -30,33 +32,17 @@ from crd_schema import (
 
 pytestmark = pytest.mark.unit
 
-CRD = load_crd()
-SCHEMA = openapi_schema(CRD)
-VALIDATOR = jsonschema.Draft4Validator(
-    to_json_schema(SCHEMA, strict=True), format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER
-)
-
 DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 DEFAULT_PATH = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/{serviceName}"
 
 
 def minimal(**spec: Any) -> dict[str, Any]:
     """A valid DirectService; keyword arguments replace spec fields."""
-    obj: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {"name": "mnist", "namespace": "default"},
-        "spec": {
-            "provider": {
-                "paiEas": {
-                    "endpoint": "http://pai-eas-vpc.cn-shanghai.aliyuncs.com",
-                    "serviceName": "mnist_saved_model_example",
-                }
-            }
-        },
+    pai_eas = {
+        "endpoint": "http://pai-eas-vpc.cn-shanghai.aliyuncs.com",
+        "serviceName": "mnist_saved_model_example",
     }
-    obj["spec"].update(spec)
-    return obj
+    return directservice("mnist", {"provider": {"paiEas": pai_eas}, **spec})
 
 
 def with_pai(**fields: Any) -> dict[str, Any]:
@@ -64,15 +50,6 @@ def with_pai(**fields: Any) -> dict[str, Any]:
     obj = minimal()
     obj["spec"]["provider"]["paiEas"].update(fields)
     return obj
-
-
-def errors(obj: dict[str, Any]) -> list[str]:
-    """Schema violations after defaulting, as 'path: message'."""
-    defaulted = apply_defaults(SCHEMA, obj)
-    return [
-        "/".join(str(p) for p in err.absolute_path) + ": " + err.message
-        for err in VALIDATOR.iter_errors(defaulted)
-    ]
 
 
 def sub_schema(path: str) -> dict[str, Any]:

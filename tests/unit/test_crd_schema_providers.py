@@ -6,30 +6,22 @@ and wording (the integration tier evaluates them on a real kube-apiserver).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from crd_schema import (
-    GROUP,
-    KIND,
-    VERSION,
+    SCHEMA,
     apply_defaults,
     cel_rules,
+    directservice,
+    errors,
     example_directservices,
-    load_crd,
-    openapi_schema,
-    to_json_schema,
 )
 from directservice.api.spec import SpecError
 from directservice.discovery import parse_spec
 
 pytestmark = pytest.mark.unit
-
-SCHEMA = openapi_schema(load_crd())
-VALIDATOR = jsonschema.Draft4Validator(to_json_schema(SCHEMA, strict=True))
 
 MODELARTS = {
     "endpoint": "https://modelarts.cn-north-4.myhuaweicloud.com",
@@ -43,20 +35,7 @@ STATIC = {"instances": [{"ip": "10.0.0.1", "port": 80}]}
 
 
 def obj(provider: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {"name": "x", "namespace": "default"},
-        "spec": {"provider": copy.deepcopy(provider), **spec},
-    }
-
-
-def errors(o: dict[str, Any]) -> list[str]:
-    defaulted = apply_defaults(SCHEMA, o)
-    return [
-        "/".join(str(p) for p in e.absolute_path) + ": " + e.message
-        for e in VALIDATOR.iter_errors(defaulted)
-    ]
+    return directservice("x", {"provider": provider, **spec})
 
 
 VALID = {

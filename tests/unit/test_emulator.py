@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,18 +38,9 @@ EXPECTED: dict[str, Any] = {
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[EmulatorThread]:
-    config = tmp_path / "emulator.yaml"
-    config.write_text(CONFIG)
-    with EmulatorThread(config=config) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False  # loopback only, whatever proxy the environment sets
-        yield session
+def emu(config_emu: EmulatorThread) -> EmulatorThread:
+    """A fresh emulator per test, from CONFIG (`http` is conftest's loopback session)."""
+    return config_emu
 
 
 def get(http: requests.Session, emu: EmulatorThread, service: str = SERVICE) -> requests.Response:

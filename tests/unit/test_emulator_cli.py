@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from directservice.emulator.cli import build_parser
 
 pytestmark = pytest.mark.unit
 
-OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
+EmulatorCli = Callable[..., contextlib.AbstractContextManager[subprocess.Popen[str]]]
 
 
 def test_parser_defaults_and_options() -> None:
@@ -45,32 +45,19 @@ def test_unreadable_or_invalid_config_returns_2(
     assert "must be a list" in capsys.readouterr().err
 
 
-def test_runs_until_sigterm(tmp_path: Path) -> None:
+def test_runs_until_sigterm(tmp_path: Path, emulator_cli: EmulatorCli) -> None:
     config = tmp_path / "c.json"
     config.write_text('{"services": {"s": {"instances": [{"ip": "10.0.0.1", "port": 80}]}}}')
-    code = "import sys; from directservice.emulator import main; sys.exit(main())"
-    env = {**os.environ, "PYTHONPATH": str(OPERATOR_ROOT)}
-    argv = ["--config", str(config), "--port", "0", "--log-requests"]
-    with subprocess.Popen(
-        [sys.executable, "-c", code, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().split()[-1]
-            assert url.startswith("http://127.0.0.1:")
-            with requests.Session() as http:
-                http.trust_env = False
-                path = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/s"
-                items = http.get(url + path, timeout=5).json()["endpoints"]["items"]
-            assert items == [{"app": "s", "ip": "10.0.0.1", "port": 80, "weight": 100}]
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with emulator_cli("--config", str(config), "--port", "0", "--log-requests") as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        with requests.Session() as http:
+            http.trust_env = False
+            path = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/s"
+            items = http.get(url + path, timeout=5).json()["endpoints"]["items"]
+        assert items == [{"app": "s", "ip": "10.0.0.1", "port": 80, "weight": 100}]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
         assert proc.stderr is not None
         assert f"GET {path} -> 200" in proc.stderr.read()

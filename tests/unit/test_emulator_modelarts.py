@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from directservice.emulator.runner import AdminError
 
 pytestmark = pytest.mark.unit
 
-OPERATOR_ROOT = Path(__file__).resolve().parents[2] / "operator"
+EmulatorCli = Callable[..., contextlib.AbstractContextManager[subprocess.Popen[str]]]
 CONFIG = """
 services:
   svc-1:
@@ -37,18 +35,9 @@ modelarts:
 
 
 @pytest.fixture
-def emu(tmp_path: Path) -> Iterator[EmulatorThread]:
-    config = tmp_path / "emulator.yaml"
-    config.write_text(CONFIG)
-    with EmulatorThread(config=config) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.trust_env = False
-        yield session
+def emu(config_emu: EmulatorThread) -> EmulatorThread:
+    """A fresh emulator per test, from CONFIG (`http` is conftest's loopback session)."""
+    return config_emu
 
 
 def login_body(user: str = "alice", password: str = "pw", **scope: str) -> dict[str, Any]:
@@ -195,25 +184,13 @@ def test_tls_listener_serves_the_same_app(http: requests.Session) -> None:
     assert not cert_dir.exists()  # the throwaway key is removed on stop
 
 
-def test_the_cli_serves_https_too(tmp_path: Path) -> None:
-    code = "import sys; from directservice.emulator import main; sys.exit(main())"
-    env = {**os.environ, "PYTHONPATH": str(OPERATOR_ROOT)}
-    with subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0", "--tls-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            plain = proc.stdout.readline().split()[-1]
-            secure = proc.stdout.readline().split()[-1]
-            assert plain.startswith("http://") and secure.startswith("https://")
-            with pytest.raises(requests.exceptions.SSLError):
-                requests.get(secure + "/healthz", timeout=5)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+def test_the_cli_serves_https_too(emulator_cli: EmulatorCli) -> None:
+    with emulator_cli("--port", "0", "--tls-port", "0") as proc:
+        assert proc.stdout is not None
+        plain = proc.stdout.readline().split()[-1]
+        secure = proc.stdout.readline().split()[-1]
+        assert plain.startswith("http://") and secure.startswith("https://")
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(secure + "/healthz", timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

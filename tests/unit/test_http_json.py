@@ -6,44 +6,35 @@ with listPath endpoints.items: any JSON API works, so the EAS faults cover this 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from directservice.core.model import Discovery, DiscoveryError, Instance
+from directservice.core.model import Instance
 from directservice.discovery import parse_spec
 from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import secret_not_found
-from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.registry import Provider, provider_for
 from directservice.emulator import EmulatorThread
 from discovery_faults import (
     MISSING_SERVICE,
     READ_TIMEOUT,
+    ROW_IDS,
     ROWS,
     SERVICE,
-    SMALL_CAP,
+    TABLE_EMULATOR,
     Row,
-    closed_port_url,
+    check_row,
+    discover,
+    endpoint_for,
+    failure,
     services,
 )
 
 pytestmark = pytest.mark.unit
 
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorThread]:
-    with EmulatorThread(services(), tls=True) as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def _clean(emu: EmulatorThread) -> Iterator[None]:
-    yield
-    emu.clear_faults()
-    emu.reset_requests()
+EMULATOR = TABLE_EMULATOR
 
 
 async def reader(namespace: str, name: str) -> Mapping[str, str]:
@@ -58,23 +49,6 @@ def provider(url: str, **body: Any) -> Provider:
         "timeouts": {"read": READ_TIMEOUT, "connect": "500ms"},
     }
     return provider_for(parse_spec(spec), namespace="ns", secrets=reader)
-
-
-def discover(p: Provider, cap: int = 4 * 1024 * 1024) -> Discovery:
-    async def main() -> Discovery:
-        http = HttpClient(max_body_bytes=cap)
-        try:
-            return await p.discover(http)
-        finally:
-            await http.close()
-
-    return asyncio.run(main())
-
-
-def failure(p: Provider, cap: int = SMALL_CAP) -> DiscoveryError:
-    with pytest.raises(DiscoveryError) as info:
-        discover(p, cap)
-    return info.value
 
 
 def test_discovers_and_sends_headers_from_secrets(emu: EmulatorThread) -> None:
@@ -156,20 +130,15 @@ def test_a_429_pauses_everyone_on_the_host(emu: EmulatorThread) -> None:
 
 
 def url_for(emu: EmulatorThread, row: Row) -> str:
-    if row.target == "closed":
-        return closed_port_url() + "/x"
-    url = emu.upstreams_url(row.service)
-    return url.replace(emu.url, emu.https_url) if row.target == "tls" else url
+    """The row's service's PAI-EAS upstreams path, on the row's target."""
+    path = emu.upstreams_url(row.service).removeprefix(emu.url)
+    return endpoint_for(emu, row) + path
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.reason for r in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
 def test_failure_table(emu: EmulatorThread, row: Row) -> None:
-    if row.fault is not None:
-        emu.add_fault(service=row.service, **row.fault)
-    error = failure(provider(url_for(emu, row)))
-    assert error.reason == row.reason, error
-    for name, value in row.extra.items():
-        assert getattr(error, name) == value
+    body = {"url": url_for(emu, row), "listPath": "endpoints.items"}
+    check_row(emu, row, {"httpJson": body}, namespace="ns", secrets=reader)
 
 
 def test_failure_reasons_are_distinct() -> None:

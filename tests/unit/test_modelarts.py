@@ -43,17 +43,13 @@ EXPECTED = (
 )
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[EmulatorThread]:
-    with EmulatorThread({"svc-1": INSTANCES}, iam=IAM) as emulator:
-        yield emulator
+EMULATOR = {"services": {"svc-1": INSTANCES}, "iam": IAM}  # for the `emu` fixture
 
 
 @pytest.fixture(autouse=True)
-def _clean(emu: EmulatorThread) -> Iterator[None]:
+def _restore(emu: EmulatorThread) -> Iterator[None]:
+    """Undo what a test changed beyond faults and requests: alice's password, the shape."""
     yield
-    emu.clear_faults()
-    emu.reset_requests()
     emu.put_iam_user("alice", PASSWORD, "acme", [{"id": "p1", "name": "cn-north-4"}])
     emu.set_modelarts_shape()
 

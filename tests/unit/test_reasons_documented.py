@@ -42,7 +42,10 @@ def test_every_reason_is_documented_once_and_nothing_else() -> None:
 
 
 def test_the_reader_sees_tables_only_under_a_reason_header() -> None:
-    text = "| condition | x |\n|---|---|\n| `A` | y |\n\n| reason | meaning |\n|---|---|\n| `B` | z |\n"
+    text = (
+        "| condition | x |\n|---|---|\n| `A` | y |\n\n"
+        "| reason | meaning |\n|---|---|\n| `B` | z |\n"
+    )
     assert documented_reasons(text) == ["B"]
 
 

@@ -14,6 +14,7 @@ published stays exactly as it was.
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import logging
 import random
@@ -163,7 +164,8 @@ class Reconciler:
                 budgets=self.shared.budgets,
                 member_id=self.owner.key,
             )
-            self._spec, self._spec_source = spec, source
+            # A copy: kopf's body is live, so a reference would always equal the next spec.
+            self._spec, self._spec_source = spec, copy.deepcopy(source)
         return self._spec
 
     # -- one poll ------------------------------------------------------------------
