@@ -48,8 +48,10 @@ class ProviderSpec(Protocol):
     """One provider's parsed section of spec.provider (a frozen dataclass per provider)."""
 
     kind: ClassVar[str]
-    # The most calls per minute spec.rateBudget may ask of this provider.
+    # The most calls per minute spec.rateBudget may ask of this provider, and the budget
+    # that applies when neither the spec nor the operator sets one (None: unlimited).
     max_calls_per_minute: ClassVar[int]
+    default_calls_per_minute: ClassVar[float | None]
 
     def discovery_urls(self) -> tuple[str, ...]:
         """Every URL a poll may contact: the operator checks their hosts before any call."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from directservice.controller.config import OperatorConfig
 from directservice.controller.reconciler import Reconciler
-from directservice.discovery.budget import DEFAULT_CALLS_PER_MINUTE, RateBudgets
+from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
 from directservice.publish.secrets import SecretReader
@@ -42,7 +42,5 @@ class Runtime:
             options=options,
             writer=KubeWriter(api),
             secrets=SecretReader(api),
-            budgets=RateBudgets(
-                defaults={**DEFAULT_CALLS_PER_MINUTE, **options.config.rate_budgets}
-            ),
+            budgets=RateBudgets(defaults=options.config.rate_budgets),
         )

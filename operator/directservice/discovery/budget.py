@@ -35,9 +35,6 @@ from directservice.core.model import DiscoveryError
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# Per provider kind; None is unlimited. ModelArts: the per-sub-user limit (the account-wide
-# limit is 2000/min; raise it per DirectService with spec.rateBudget or by operator flag).
-DEFAULT_CALLS_PER_MINUTE: Mapping[str, float | None] = {"modelArts": 20.0}
 DEFAULT_THROTTLE_PAUSE = 10.0  # a 429 without Retry-After
 MAX_THROTTLE_PAUSE = 600.0  # a hostile or broken Retry-After must not stop polling for days
 DEFAULT_MAX_WAIT = 60.0
@@ -93,11 +90,12 @@ class RateBudgets:
     def __init__(
         self,
         *,
-        defaults: Mapping[str, float | None] = DEFAULT_CALLS_PER_MINUTE,
+        defaults: Mapping[str, float | None] | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.defaults = dict(defaults)
+        # Per provider kind, from --rate-budget; a provider's own default applies otherwise.
+        self.defaults = dict(defaults or {})
         self.clock = clock
         self.sleep = sleep
         self._buckets: dict[str, _Bucket] = {}

@@ -56,6 +56,7 @@ class HeaderSpec:
 class HttpJsonSpec:
     kind: ClassVar[str] = "httpJson"
     max_calls_per_minute: ClassVar[int] = MAX_CALLS_PER_MINUTE
+    default_calls_per_minute: ClassVar[float | None] = None
 
     url: str
     headers: tuple[HeaderSpec, ...] = ()

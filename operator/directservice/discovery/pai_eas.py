@@ -33,6 +33,7 @@ UPSTREAM_FIELDS = FieldPaths(ip="ip", port="port", weight="weight", hostname="ho
 class PaiEasSpec:
     kind: ClassVar[str] = "paiEas"
     max_calls_per_minute: ClassVar[int] = MAX_CALLS_PER_MINUTE
+    default_calls_per_minute: ClassVar[float | None] = None
 
     endpoint: str
     service_name: str

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from directservice.api import spec as api_spec
 from directservice.api.spec import DirectServiceSpec, Network, ProviderSpec, SpecError, Timeouts
 from directservice.discovery.base import Provider
-from directservice.discovery.budget import DEFAULT_CALLS_PER_MINUTE, Member, RateBudgets
+from directservice.discovery.budget import Member, RateBudgets
 from directservice.discovery.credentials import SecretReader, TokenCache, no_secrets
 
 S = TypeVar("S", bound=ProviderSpec)
@@ -90,8 +90,10 @@ def provider_for(
     """
     kind = _KINDS[spec.provider_kind]
     calls: float | None = spec.calls_per_minute
-    if calls is None:  # the operator's default for this kind (--rate-budget), if any
-        calls = (budgets.defaults if budgets else DEFAULT_CALLS_PER_MINUTE).get(kind.kind)
+    if calls is None and budgets is not None:  # the operator's default (--rate-budget)
+        calls = budgets.default_for(kind.kind)
+    if calls is None:  # the provider's own, e.g. the vendor's per-credential limit
+        calls = spec.provider.default_calls_per_minute
     context = ProviderContext(
         namespace=namespace,
         timeouts=spec.timeouts,

@@ -38,6 +38,7 @@ class StaticInstance:
 class StaticSpec:
     kind: ClassVar[str] = "static"
     max_calls_per_minute: ClassVar[int] = MAX_CALLS_PER_MINUTE
+    default_calls_per_minute: ClassVar[float | None] = None
 
     instances: tuple[StaticInstance, ...]
 

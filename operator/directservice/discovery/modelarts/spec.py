@@ -22,12 +22,16 @@ AUTH_TOKEN, AUTH_PASSWORD, AUTH_ACCESS_KEY = "Token", "Password", "AccessKey"
 DEFAULT_TOKEN_KEY = "token"
 # The vendor's per-account ceiling; asking for more only earns 429s.
 MAX_MODELARTS_CALLS_PER_MINUTE = 2000
+# The vendor's per-IAM-sub-user limit, shared by every DirectService using that credential;
+# raise it per DirectService (spec.rateBudget) or for the operator (--rate-budget).
+DEFAULT_MODELARTS_CALLS_PER_MINUTE = 20.0
 
 
 @dataclass(frozen=True)
 class ModelArtsSpec:
     kind: ClassVar[str] = "modelArts"
     max_calls_per_minute: ClassVar[int] = MAX_MODELARTS_CALLS_PER_MINUTE
+    default_calls_per_minute: ClassVar[float | None] = DEFAULT_MODELARTS_CALLS_PER_MINUTE
 
     endpoint: str
     project_id: str
