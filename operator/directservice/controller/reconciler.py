@@ -19,15 +19,16 @@ import datetime
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from directservice.api.names import Owner
 from directservice.api.reasons import EventReason, Reason
 from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name, format_duration
-from directservice.api.status import EventSpec, PollResult, next_status, status_differs
+from directservice.api.status import EventSpec, PollResult
 from directservice.controller.config import OperatorConfig
+from directservice.controller.reporter import Body, Reporter, generation_of, reported_provider
 from directservice.core.guard import (
     GuardState,
     ShrinkPolicy,
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 MAX_START_JITTER = 10.0
 INVALID_SPEC_RETRY = 30.0  # an edit wakes the loop at once; this only re-reports
-Body = Mapping[str, Any]
 
 
 class Stopped(Protocol):
@@ -92,11 +92,11 @@ class Reconciler:
     _provider: Provider | None = None
     _published_source: object | None = None  # the provider spec behind what is published
     _guard: GuardState = field(default_factory=GuardState)
-    _status: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
         self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
+        self.reporter = Reporter(self.owner, self.shared.writer, self.log)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -180,19 +180,19 @@ class Reconciler:
             return await self._internal_error(body, exc)
 
     async def _poll(self, body: Body) -> float:
-        generation = _generation(body)
+        generation = generation_of(body)
         try:
             spec = self._parse(body)
         except SpecError as exc:
             self._spec = None
             result = PollResult(
-                generation, _reported_provider(body), utc_now(),
+                generation, reported_provider(body), utc_now(),
                 blocked_reason=Reason.INVALID_SPEC, blocked_message=str(exc),
             )  # fmt: skip
-            await self._report(body, result)
+            await self.reporter.report(body, result)
             return INVALID_SPEC_RETRY
         result = await self._sync(spec, generation)
-        await self._report(body, result)
+        await self.reporter.report(body, result)
         interval = self.interval(spec)
         if result.failure_reason == Reason.SHRINK_HELD:  # not a failure: confirm at the pace
             return interval
@@ -218,11 +218,11 @@ class Reconciler:
         metrics.INTERNAL_ERRORS.labels(self.owner.namespace, self.owner.name).inc()
         self.failures += 1
         result = PollResult(
-            _generation(body), _reported_provider(body), utc_now(),
+            generation_of(body), reported_provider(body), utc_now(),
             blocked_reason=Reason.INTERNAL_ERROR, blocked_message=safe,
         )  # fmt: skip
         try:
-            await self._report(body, result)
+            await self.reporter.report(body, result)
         except Exception as report_exc:  # a status we cannot even build: say so, go on
             self.log.error("status not written: %s", summarize(report_exc), exc_info=report_exc)
         interval = self._spec.poll_interval if self._spec else 5.0
@@ -319,34 +319,3 @@ class Reconciler:
                     Reason.HOST_NOT_ALLOWED, f"{url} is not among the operator's allowed hosts"
                 )
         return await self._provider.discover(self.shared.http)
-
-    # -- status --------------------------------------------------------------------
-
-    async def _report(self, body: Body, result: PollResult) -> None:
-        old = self._status if self._status is not None else _status_of(body)
-        new, events = next_status(old, result)
-        if status_differs(old, new):
-            try:
-                await self.shared.writer.patch_status(self.owner, new)
-            except WriteError as exc:
-                self.log.warning("status not written: %s", exc.message)
-                return
-        self._status = new
-        for event in events:
-            await self.shared.writer.post_event(self.owner, event)
-
-
-def _generation(body: Body) -> int:
-    meta = body.get("metadata")
-    generation = meta.get("generation") if isinstance(meta, Mapping) else None
-    return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
-
-
-def _status_of(body: Body) -> dict[str, Any]:
-    status = body.get("status")
-    return dict(status) if isinstance(status, Mapping) else {}
-
-
-def _reported_provider(body: Body) -> str:
-    provider = _status_of(body).get("provider")
-    return provider if isinstance(provider, str) and provider else "unknown"

@@ -1,0 +1,55 @@
+"""Status and Events of one DirectService: written only when something the user should see
+changed, so a steady state costs no API writes. Reads of a stored object tolerate any shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from directservice.api.names import Owner
+from directservice.api.status import PollResult, next_status, status_differs
+from directservice.obs.logs import ObjectLogger
+from directservice.publish.writer import KubeWriter, WriteError
+
+Body = Mapping[str, Any]
+
+
+@dataclass
+class Reporter:
+    owner: Owner
+    writer: KubeWriter
+    log: ObjectLogger
+    _status: dict[str, Any] | None = field(default=None, repr=False)  # the last one written
+
+    async def report(self, body: Body, result: PollResult) -> None:
+        """Patch status if it differs, then post the Events of its transitions. A failed
+        patch is retried with the next poll's result; a failed Event is dropped."""
+        old = self._status if self._status is not None else status_of(body)
+        new, events = next_status(old, result)
+        if status_differs(old, new):
+            try:
+                await self.writer.patch_status(self.owner, new)
+            except WriteError as exc:
+                self.log.warning("status not written: %s", exc.message)
+                return
+        self._status = new
+        for event in events:
+            await self.writer.post_event(self.owner, event)
+
+
+def generation_of(body: Body) -> int:
+    meta = body.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, Mapping) else None
+    return generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+
+
+def status_of(body: Body) -> dict[str, Any]:
+    status = body.get("status")
+    return dict(status) if isinstance(status, Mapping) else {}
+
+
+def reported_provider(body: Body) -> str:
+    provider = status_of(body).get("provider")
+    return provider if isinstance(provider, str) and provider else "unknown"
