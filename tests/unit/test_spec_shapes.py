@@ -117,3 +117,13 @@ def test_a_wrong_type_anywhere_is_a_spec_error_naming_the_field(
         parse_spec(spec)
     except SpecError as exc:
         assert names_field(str(exc), path), f"{exc} does not name {path}"
+
+
+@pytest.mark.parametrize("url", ["http://a:99999/x", "http://[::1/x", "http://a:b/x"])
+@pytest.mark.parametrize(
+    ("kind", "key"), [("paiEas", "endpoint"), ("httpJson", "url"), ("modelArts", "endpoint")]
+)
+def test_a_url_the_http_client_cannot_use_is_a_spec_error(kind: str, key: str, url: str) -> None:
+    spec = replaced(VALID[kind], ("provider", kind, key), url)
+    with pytest.raises(SpecError, match=rf"spec\.provider\.{kind}\.{key}"):
+        parse_spec(spec)

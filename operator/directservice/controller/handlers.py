@@ -116,8 +116,9 @@ def dsvc_services(
     return {(namespace, name): read_service_shape(body)}
 
 
+# async: kopf runs sync handlers in threads, and these touch the publishers' state.
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def slice_event(
+async def slice_event(
     *, type: str | None, namespace: str | None, name: str, labels: Mapping[str, str],
     memo: kopf.Memo, **_: Any,
 ) -> None:  # fmt: skip
@@ -129,7 +130,7 @@ def slice_event(
 
 
 @kopf.on.event("", "v1", "services", labels={LABEL_APP_MANAGED_BY: MANAGED_BY})
-def service_event(
+async def service_event(
     *, type: str | None, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
     if type == "DELETED":
@@ -183,7 +184,8 @@ async def cleanup_owned(
 ) -> None:
     """Remove what we created: clusters without a garbage collector keep it otherwise."""
     runtime = runtime_of(memo)
-    reconciler = runtime.reconcilers.pop((str(namespace), name), None)
+    key = (str(namespace), name)
+    reconciler = runtime.reconcilers.get(key)
     pending = False
     if reconciler is not None:
         await reconciler.close()  # no poll may write after the cleanup below
@@ -192,4 +194,6 @@ async def cleanup_owned(
     found = list(services.get((namespace, name), ()))
     ours = pending or (bool(found) and found[0] is not None and found[0].owner_uid == uid)
     await runtime.writer.delete_owned(Owner(str(namespace), name, uid), service_is_ours=ours)
+    # Only now: a failed cleanup is retried, and the retry needs the publisher's knowledge.
+    runtime.reconcilers.pop(key, None)
     metrics.forget(str(namespace), name)

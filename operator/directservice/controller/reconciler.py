@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_START_JITTER = 10.0
 INVALID_SPEC_RETRY = 30.0  # an edit wakes the loop at once; this only re-reports
+CLOSE_GRACE = 3.0  # how long a deletion waits for a poll in flight before cancelling it
 
 
 class Stopped(Protocol):
@@ -87,6 +88,7 @@ class Reconciler:
     closed: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _in_flight: asyncio.Future[float] | None = None  # the poll running now
     _spec_source: Any = None
     _spec: DirectServiceSpec | None = None
     _provider: Provider | None = None
@@ -112,7 +114,13 @@ class Reconciler:
                     if self.closed:
                         break
                     self.wake.clear()  # an edit during this poll wakes the next one
-                    delay = await self.poll_once(get_body())
+                    self._in_flight = asyncio.ensure_future(self.poll_once(get_body()))
+                    try:
+                        delay = await self._in_flight
+                    except asyncio.CancelledError:
+                        if self.closed and self._in_flight.cancelled():
+                            break  # close() gave up waiting for this poll
+                        raise
                 await self._sleep(delay, stopped)
         finally:
             # Metric series stay: they live as long as the DirectService (handlers.forget).
@@ -121,10 +129,16 @@ class Reconciler:
                 self._provider = None
 
     async def close(self) -> None:
-        """Stop polling and wait out a poll in flight, so nothing is written after the
-        deletion handler has cleaned up."""
+        """Stop polling and wait out a poll in flight (cancelling it after CLOSE_GRACE, e.g.
+        when it queues on a shared budget), so nothing is written after the deletion
+        handler has cleaned up."""
         self.closed = True
         self.wake.set()
+        poll = self._in_flight
+        if poll is not None and not poll.done():
+            done, _ = await asyncio.wait({poll}, timeout=CLOSE_GRACE)
+            if not done:
+                poll.cancel()
         async with self._busy:
             pass
 
@@ -142,7 +156,7 @@ class Reconciler:
     def _interval_of(self, body: Body) -> float:
         try:
             return self.interval(self._parse(body))
-        except SpecError:
+        except Exception:  # the first poll reports it; here only the start jitter needs it
             return 5.0
 
     def interval(self, spec: DirectServiceSpec) -> float:

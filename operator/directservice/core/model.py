@@ -75,9 +75,10 @@ class InternalError(Exception):
         self.trace = trace
 
 
-def summarize(exc: BaseException, limit: int = 200) -> str:
-    """An exception as its type and the first line of its text, cut to `limit` characters."""
-    lines = str(exc).strip().splitlines()
+def summarize(exc: BaseException, limit: int = 200, text: str | None = None) -> str:
+    """An exception as its type and the first line of its text (`text` instead of str(exc):
+    e.g. with secrets already removed), cut to `limit` characters."""
+    lines = (str(exc) if text is None else text).strip().splitlines()
     first = lines[0] if lines else ""
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

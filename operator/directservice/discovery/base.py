@@ -86,7 +86,9 @@ async def discover_scrubbed(attempt: Attempt) -> Discovery:
         raise clean from None  # the original, with the secret, must not be chained
     except Exception as exc:  # unforeseen: keep its frames, but no text that may hold a secret
         trace = "".join(traceback.format_tb(exc.__traceback__))
-        raise InternalError(scrub(summarize(exc), tuple(used)), trace) from None
+        # Scrub the whole text before cutting it: a cut could split a secret past matching.
+        safe = summarize(exc, text=scrub(str(exc), tuple(used)))
+        raise InternalError(safe, trace) from None
     return scrub_discovery(result, tuple(used))
 
 

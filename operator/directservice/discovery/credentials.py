@@ -62,14 +62,24 @@ async def read_keys(
     data = await secrets(namespace, name)
     missing = [k for k in required if not data.get(k)]
     if missing:
-        forget = getattr(secrets, "invalidate", None)
-        if callable(forget):
-            forget(namespace, name)
+        _forget(secrets, namespace, name)
         raise DiscoveryError(
             Reason.SECRET_KEY_MISSING,
             f"Secret {namespace}/{name} has no (or an empty) key {', '.join(missing)}",
         )
-    return {k: _as_text(data[k], namespace, name, k) for k in (*required, *optional) if data.get(k)}
+    try:
+        return {
+            k: _as_text(data[k], namespace, name, k) for k in (*required, *optional) if data.get(k)
+        }
+    except DiscoveryError:
+        _forget(secrets, namespace, name)  # so a fixed Secret is read at the next poll
+        raise
+
+
+def _forget(secrets: SecretReader, namespace: str, name: str) -> None:
+    forget = getattr(secrets, "invalidate", None)  # readers with a cache have one
+    if callable(forget):
+        forget(namespace, name)
 
 
 def _as_text(value: SecretValue, namespace: str, name: str, key: str) -> str:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from yarl import URL
+
 from directservice.api.spec import SpecError, mapping
 
 BASE_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
@@ -46,6 +48,24 @@ def text(body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str]
     if not isinstance(value, str) or not pattern.match(value):
         raise SpecError(f"{where}.{key} is missing or malformed")
     return value
+
+
+def url(body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str]) -> str:
+    """A URL that matches `pattern` and that the HTTP client can use (host, port in range)."""
+    value = text(body, key, where, pattern)
+    try:
+        parsed = URL(value)
+        if not parsed.host or parsed.host_port_subcomponent is None:
+            raise ValueError(value)
+    except (ValueError, TypeError):
+        raise SpecError(f"{where}.{key} is not a usable http(s) URL (host or port)") from None
+    return value
+
+
+def optional_url(
+    body: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str]
+) -> str | None:
+    return None if body.get(key) in (None, "") else url(body, key, where, pattern)
 
 
 def optional_text(

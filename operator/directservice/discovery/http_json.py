@@ -35,6 +35,7 @@ from directservice.discovery.fields import (
     secret_key_ref,
     text,
 )
+from directservice.discovery.fields import url as checked_url
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.registry import ProviderContext, ProviderKind, register
 
@@ -88,7 +89,7 @@ def _header(raw: Any, where: str) -> HeaderSpec:
 
 
 def parse_http_json(body: Mapping[str, Any], where: str) -> HttpJsonSpec:
-    url = text(body, "url", where, FULL_URL)
+    url = checked_url(body, "url", where, FULL_URL)
     raw_headers = body.get("headers") or []
     if not isinstance(raw_headers, list):
         raise SpecError(f"{where}.headers must be a list")

@@ -20,10 +20,11 @@ from directservice.core.model import Discovery, DiscoveryError
 from directservice.discovery.base import BudgetSeat, budgeted_request, check_status, decode_json
 from directservice.discovery.budget import BudgetKey
 from directservice.discovery.extract import parse_entries
-from directservice.discovery.fields import FieldPaths, optional_bool
+from directservice.discovery.fields import FieldPaths, optional_bool, url
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.registry import ProviderContext, ProviderKind, register
 
+_BASE = re.compile(r"^https?://[^/?#\s]+")
 DEFAULT_EAS_PATH = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/{serviceName}"
 # Exactly the keys the vendor documents; no guessing for a documented API.
 UPSTREAM_FIELDS = FieldPaths(ip="ip", port="port", weight="weight", hostname="hostname")
@@ -45,9 +46,9 @@ class PaiEasSpec:
 
 
 def parse_pai_eas(body: Mapping[str, Any], where: str) -> PaiEasSpec:
-    endpoint = body.get("endpoint")
-    if not isinstance(endpoint, str) or not re.match(r"^https?://[^/?#\s]+", endpoint):
+    if not isinstance(body.get("endpoint"), str) or not _BASE.match(body["endpoint"]):
         raise SpecError(f"{where}.endpoint must be an http(s):// base URL")
+    endpoint = url(body, "endpoint", where, _BASE)
     service = body.get("serviceName")
     if not isinstance(service, str) or not service:
         raise SpecError(f"{where}.serviceName is required")

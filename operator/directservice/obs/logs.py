@@ -40,6 +40,7 @@ class JsonFormatter(logging.Formatter):
             line["object"] = obj
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = record.exc_info[0].__name__
+            line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
 
 

@@ -53,7 +53,7 @@ class Publisher:
         for name, pending in list(self._overlay.items()):
             seen = current.get(name)
             if (seen.resource_version if seen else None) != pending.based_on:
-                del self._overlay[name]  # the watch caught up (or someone else wrote)
+                self._overlay.pop(name, None)  # the watch caught up (or someone else wrote)
             elif pending.result is None:
                 current.pop(name, None)
             else:

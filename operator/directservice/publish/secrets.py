@@ -49,12 +49,11 @@ class SecretReader:
     async def _fetch(self, namespace: str, name: str) -> Mapping[str, bytes]:
         what = f"Secret {namespace}/{name}"
         try:
-            resp = await call_api(
+            data = await call_api(
                 f"read {what}",
                 self._core.read_namespaced_secret,
                 name,
                 namespace,
-                _preload_content=False,
             )
         except WriteError as exc:
             if exc.status == 404:
@@ -66,7 +65,7 @@ class SecretReader:
             raise DiscoveryError(
                 Reason.SECRET_UNAVAILABLE, f"reading {what} failed: {exc.message}"
             ) from None
-        return parse_secret_data(resp.data, what)
+        return parse_secret_data(data, what)
 
 
 def parse_secret_data(raw: bytes | None, what: str) -> Mapping[str, bytes]:

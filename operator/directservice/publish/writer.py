@@ -107,10 +107,17 @@ def _detail(exc: ApiException) -> str:
     return str(message or exc.reason)[:500]
 
 
-async def call_api(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-    """One API call in a worker thread with a timeout; every failure becomes a WriteError."""
+async def call_api(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> bytes:
+    """One API call in a worker thread with a timeout; returns the raw answer body, read in
+    that thread too (the client hands back an unread response). Every failure becomes a
+    WriteError."""
+
+    def call() -> bytes:
+        resp = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
+        return bytes(resp.data or b"")
+
     try:
-        return await asyncio.to_thread(fn, *args, _request_timeout=REQUEST_TIMEOUT, **kw)
+        return await asyncio.to_thread(call)
     except ApiException as exc:
         raise refused(exc, what) from None
     except TRANSPORT_ERRORS as exc:
@@ -131,9 +138,9 @@ class KubeWriter:
     ) -> dict[str, Any]:
         """One write; returns the object the API server answered with."""
         API_WRITES.labels(kind, verb).inc()
-        resp = await call_api(what, fn, *args, _preload_content=False, **kw)
+        data = await call_api(what, fn, *args, **kw)
         try:
-            answer = json.loads(resp.data or b"{}")
+            answer = json.loads(data or b"{}")
         except ValueError:
             answer = None
         if not isinstance(answer, dict):

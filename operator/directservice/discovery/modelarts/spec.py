@@ -14,8 +14,10 @@ from directservice.discovery.fields import (
     SECRET_NAME,
     FieldPaths,
     optional_text,
+    optional_url,
     parse_fields,
     text,
+    url,
 )
 
 AUTH_TOKEN, AUTH_PASSWORD, AUTH_ACCESS_KEY = "Token", "Password", "AccessKey"
@@ -47,14 +49,14 @@ class ModelArtsSpec:
 
 
 def parse_model_arts(body: Mapping[str, Any], where: str) -> ModelArtsSpec:
-    endpoint = text(body, "endpoint", where, BASE_URL)
+    endpoint = url(body, "endpoint", where, BASE_URL)
     if body.get("credentialsSecretRef") is None:
         raise SpecError(f"{where}.credentialsSecretRef is required")
     ref_where = f"{where}.credentialsSecretRef"
     ref = mapping(body.get("credentialsSecretRef"), ref_where)
     secret = text(ref, "name", ref_where, SECRET_NAME)
     token_key = optional_text(ref, "tokenKey", ref_where, SECRET_KEY)
-    iam = optional_text(body, "iamEndpoint", where, BASE_URL)
+    iam = optional_url(body, "iamEndpoint", where, BASE_URL)
     method = body.get("authMethod")
     if method is None:
         # Inferred from what is set, so the common cases need no extra field.
