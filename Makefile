@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/dev$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Tool binaries are built once and cached outside the clone, keyed by version.
 export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
 
-.PHONY: help venv tools test test-unit test-integration test-e2e lint fmt demo bench docs sync-crds clean
+.PHONY: help venv tools test test-unit test-integration test-e2e lint lock image image-push fmt demo bench docs sync-crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,20 @@ lint: venv ## ruff (lint + format check), mypy --strict, import-linter layers, C
 	$(VENV)/bin/lint-imports
 	$(PY) -m devenv.crdsync --check
 	$(PY) -m devenv.crdref --check
+	$(PY) -m devenv.image check-lock
+
+lock: venv ## Regenerate requirements.lock (runtime deps) and requirements-build.lock, with hashes
+	$(PY) -m devenv.image lock
+
+# The image: built once per hash of Dockerfile, lock files and operator/ (as root: podman,
+# buildah, runc and mmdebstrap are apt-installed when missing); OCI archive and SBOM are
+# written to ~/.cache/directservice-operator/image/<hash>/.
+image: venv ## Build or reuse the operator image localhost/directservice-operator:<appVersion>
+	$(PY) -m devenv.image ensure
+
+image-push: venv ## Push the image for a release: make image-push REGISTRY=registry.example.com/team
+	@test -n "$(REGISTRY)" || { echo "usage: make image-push REGISTRY=registry.example.com/team" >&2; exit 2; }
+	$(PY) -m devenv.image push --registry "$(REGISTRY)"
 
 fmt: venv ## Format and autofix with ruff
 	$(VENV)/bin/ruff format operator dev tests

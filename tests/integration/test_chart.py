@@ -121,7 +121,8 @@ def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     c = container(docs)
-    assert c["image"] == f"ghcr.io/directservice-operator/directservice-operator:{APP_VERSION}"
+    # The name `make image` builds (devenv.image.NAME), tagged with the appVersion.
+    assert c["image"] == f"localhost/directservice-operator:{APP_VERSION}"
     assert c["command"] == ["directservice"]
     assert c["args"] == [
         "run",
