@@ -49,10 +49,10 @@ lint: venv ## ruff (lint + format check), mypy --strict, import-linter layers, C
 	$(VENV)/bin/lint-imports
 	$(PY) -m devenv.crdsync --check
 	$(PY) -m devenv.crdref --check
-	$(PY) -m devenv.image check-lock
+	$(PY) -m devenv.locks check
 
 lock: venv ## Regenerate requirements.lock (runtime deps) and requirements-build.lock, with hashes
-	$(PY) -m devenv.image lock
+	$(PY) -m devenv.locks lock
 
 # The image: built once per hash of Dockerfile, lock files and operator/ (as root: podman,
 # buildah, runc and mmdebstrap are apt-installed when missing); OCI archive and SBOM are

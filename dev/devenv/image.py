@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devenv.locks import BUILD_LOCK, LOCK
 from devenv.paths import OPERATOR_ROOT, REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 NAME = "localhost/directservice-operator"
 BASE_NAME = "localhost/directservice-base"
 CHART_YAML = REPO_ROOT / "charts" / "directservice-operator" / "Chart.yaml"
-LOCK = REPO_ROOT / "requirements.lock"
-BUILD_LOCK = REPO_ROOT / "requirements-build.lock"
 INPUT_LABEL = "io.directservice.inputs"
 # Bump when the recipe below changes in a way the hashed files do not show.
 RECIPE = 2
@@ -321,72 +320,6 @@ def push(registry: str) -> str:
     return target
 
 
-# -- lock files ---------------------------------------------------------------------------
-
-
-def _dev_pin(name: str) -> str:
-    """The exact `name==version` pin of the dev extras in pyproject.toml."""
-    match = re.search(rf'"({re.escape(name)}==[^"]+)"', (REPO_ROOT / "pyproject.toml").read_text())
-    if match is None:
-        raise ImageError(f"pyproject.toml pins no {name} in the dev extras")
-    return match.group(1)
-
-
-def _uv() -> str:
-    found = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-    if found is None:
-        raise ImageError("uv is not installed (it is in the dev extras: make venv)")
-    return found
-
-
-def _compile(source: str, output: Path, stdin: str | None, offline: bool) -> None:
-    argv = [
-        _uv(), "pip", "compile", source, "--quiet", "--generate-hashes", "--universal",
-        "--python-version", "3.11", "--custom-compile-command", "make lock",
-        "--output-file", str(output),
-    ]  # fmt: skip
-    argv += ["--offline"] if offline else []
-    result = subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, cwd=REPO_ROOT, check=False
-    )
-    if result.returncode != 0:
-        raise ImageError(f"uv pip compile {source} failed: {result.stderr}")
-
-
-def _locks() -> list[tuple[Path, str, str | None]]:
-    """(lock file, uv source, stdin): the runtime deps of pyproject.toml, and the wheel's
-    build backend (hatchling, as pinned for dev), used only in the builder stage."""
-    return [(LOCK, "pyproject.toml", None), (BUILD_LOCK, "-", _dev_pin("hatchling") + "\n")]
-
-
-def lock() -> list[Path]:
-    """Regenerate the lock files; versions already locked stay unless pyproject.toml moved."""
-    for path, source, stdin in _locks():
-        _compile(source, path, stdin, offline=False)
-    return [path for path, _, _ in _locks()]
-
-
-def check_lock() -> list[str]:
-    """Lock files that are not what `lock` would write now (empty: all current).
-
-    Recompiles into a temp copy, with the committed pins as preferences: a new upstream
-    release does not make the lock stale, a changed pyproject.toml does. Offline from uv's
-    cache when it can, else with the index."""
-    stale: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for path, source, stdin in _locks():
-            fresh = Path(tmp) / path.name
-            if path.exists():
-                shutil.copyfile(path, fresh)
-            try:
-                _compile(source, fresh, stdin, offline=True)
-            except ImageError:
-                _compile(source, fresh, stdin, offline=False)
-            if not path.exists() or fresh.read_text() != path.read_text():
-                stale.append(path.name)
-    return stale
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devenv.image", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ensure", help="build the image unless a current one exists")
     push_cmd = sub.add_parser("push", help="push the image to REGISTRY")
     push_cmd.add_argument("--registry", required=True, help="e.g. registry.example.com/team")
-    sub.add_parser("lock", help="regenerate requirements.lock and requirements-build.lock")
-    sub.add_parser("check-lock", help="fail when a lock file is not current")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -406,17 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  inputs:  {image.inputs[:16]}")
             print(f"  archive: {image.archive}")
             print(f"  sbom:    {image.sbom}")
-        elif args.command == "push":
-            print(f"pushed {push(args.registry)}")
-        elif args.command == "lock":
-            for path in lock():
-                print(f"wrote {path.relative_to(REPO_ROOT)}")
         else:
-            stale = check_lock()
-            if stale:
-                print(f"stale: {', '.join(stale)}; run `make lock`", file=sys.stderr)
-                return 1
-            print("lock files are current")
+            print(f"pushed {push(args.registry)}")
     except ImageError as err:
         print(err, file=sys.stderr)
         return 1
