@@ -45,7 +45,7 @@ BASE_NAME = "localhost/directservice-base"
 CHART_YAML = REPO_ROOT / "charts" / "directservice-operator" / "Chart.yaml"
 INPUT_LABEL = "io.directservice.inputs"
 # Bump when the recipe below changes in a way the hashed files do not show.
-RECIPE = 2
+RECIPE = 3
 
 # What this module runs, and the Debian packages that provide it.
 PACKAGES = {
@@ -63,11 +63,21 @@ EXTRA_PACKAGES = ("containernetworking-plugins",)
 # The base: Debian bookworm (with its updates and security suites), python3 and its venv
 # module; no apt, docs, man pages or locales.
 SUITE = "bookworm"
-MIRRORS = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
+APT_SOURCES = Path("/etc/apt")
+
+
+def host_sources() -> list[Path]:
+    """This machine's own apt sources files: mmdebstrap takes a sources file as a mirror, so
+    the base comes from whatever Debian mirrors the host's apt uses (it must be bookworm)."""
+    files = [APT_SOURCES / "sources.list"]
+    for pattern in ("*.list", "*.sources"):
+        files += sorted((APT_SOURCES / "sources.list.d").glob(pattern))
+    found = [f for f in files if f.is_file() and f.read_text().strip()]
+    if not found:
+        raise ImageError(f"no apt sources under {APT_SOURCES}: the base needs a Debian mirror")
+    return found
+
+
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 DPKG_OPTIONS = (
     "path-exclude=/usr/share/man/*",
@@ -159,7 +169,7 @@ def _digest(parts: Sequence[tuple[str, bytes]]) -> str:
 def base_inputs() -> str:
     recipe = {
         "suite": SUITE,
-        "mirrors": MIRRORS,
+        "sources": [f.read_text() for f in host_sources()],
         "packages": BASE_PACKAGES,
         "dpkg": DPKG_OPTIONS,
         "recipe": RECIPE,
@@ -208,7 +218,7 @@ def ensure_base(cache: Path) -> str:
             *(f"--dpkgopt={opt}" for opt in DPKG_OPTIONS),
             SUITE,
             str(tar),
-            *MIRRORS,
+            *(str(f) for f in host_sources()),
         ]
         started = time.monotonic()
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
