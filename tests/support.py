@@ -30,7 +30,9 @@ import yaml
 
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
+from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.emulator.runner import EmulatorThread
+from directservice.publish.render import read_endpoint_slice, read_service_shape
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -389,6 +391,26 @@ def running(proc: OperatorProcess, tail: int = 80) -> Iterator[OperatorProcess]:
     finally:
         print(proc.tail(tail))
         proc.stop()
+
+
+class WatchView:
+    """A publisher's ClusterView holding exactly what the test says the watches delivered;
+    `deliver` catches up with the API server, as the label-selected watches eventually do."""
+
+    def __init__(self) -> None:
+        self.slice_list: list[PublishedSlice] = []
+        self.service_shape: ServiceShape | None = None
+
+    def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
+        return list(self.slice_list)
+
+    def service(self, namespace: str, name: str) -> ServiceShape | None:
+        return self.service_shape
+
+    def deliver(self, cp: ControlPlane, namespace: str, name: str) -> None:
+        self.slice_list = [read_endpoint_slice(s) for s in slices(cp, namespace, name)]
+        found = service(cp, namespace, name)
+        self.service_shape = read_service_shape(found) if found else None
 
 
 # -- metrics ------------------------------------------------------------------------------

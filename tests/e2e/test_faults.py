@@ -25,6 +25,7 @@ from support import (
     directservice,
     events_with,
     pai_eas,
+    running,
     slices,
     wait_for_count,
     wait_health,
@@ -51,12 +52,8 @@ def faulty_operator(
         env={"PYTHONPATH": path},
         module="faultyoperator",
     )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        print(proc.tail(60))
-        proc.stop()
+    with running(proc, tail=60) as started:
+        yield started
 
 
 def internal_errors(operator: OperatorProcess, name: str) -> float:

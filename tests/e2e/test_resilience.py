@@ -36,6 +36,7 @@ from support import (
     get_dsvc,
     pai_eas,
     patch,
+    running,
     service,
     slices,
     wait_for_count,
@@ -56,12 +57,8 @@ def own_operator(
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("resilience-operator") / "operator.log"
     proc = OperatorProcess(own_cluster.kubeconfig, log, extra_args=["-n", NAMESPACE])
-    proc.start()
-    try:
-        yield proc
-    finally:
-        print(proc.tail(80))
-        proc.stop()
+    with running(proc, tail=80) as started:
+        yield started
 
 
 def unique(prefix: str) -> str:

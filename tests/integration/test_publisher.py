@@ -18,36 +18,17 @@ from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.api.spec import DirectServiceSpec
-from directservice.core.model import Instance, PublishedSlice, ServiceShape
+from directservice.core.model import Instance
 from directservice.discovery import parse_spec
 from directservice.publish.publisher import Publisher
-from directservice.publish.render import read_endpoint_slice, read_service_shape
+from directservice.publish.render import read_service_shape
 from directservice.publish.writer import KubeWriter, WriteError
+from support import WatchView
 
 pytestmark = pytest.mark.integration
 
 NAME = "web"
 THREE = (Instance("10.0.0.1", 8080), Instance("10.0.0.2", 8080), Instance("10.0.0.3", 8080))
-
-
-class WatchView:
-    """A ClusterView holding exactly what the test says the watches have delivered."""
-
-    def __init__(self) -> None:
-        self.slice_list: list[PublishedSlice] = []
-        self.service_shape: ServiceShape | None = None
-
-    def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
-        return list(self.slice_list)
-
-    def service(self, namespace: str, name: str) -> ServiceShape | None:
-        return self.service_shape
-
-    def deliver(self, cp: ControlPlane, namespace: str) -> None:
-        """Catch up with the API server, as the watches eventually do."""
-        self.slice_list = [read_endpoint_slice(s) for s in api_slices(cp, namespace)]
-        found = api_service(cp, namespace)
-        self.service_shape = read_service_shape(found) if found else None
 
 
 def spec(max_per_slice: int = 2) -> DirectServiceSpec:
@@ -157,7 +138,7 @@ def test_replacing_a_slice_deleted_under_a_stale_view_is_not_found_then_recreate
     changed = (Instance("10.0.0.1", 8080, ready=False),)
     pub, view = publisher(api_client, namespace)
     assert publish(pub, one) == 2
-    view.deliver(control_plane, namespace)  # the view shows web-v4-0 at its resourceVersion
+    view.deliver(control_plane, namespace, NAME)  # the view shows web-v4-0 at its resourceVersion
     control_plane.request("DELETE", slice_path(namespace, "web-v4-0"))
 
     err = refused(pub, changed)
@@ -165,7 +146,7 @@ def test_replacing_a_slice_deleted_under_a_stale_view_is_not_found_then_recreate
     assert "web-v4-0" not in addresses(control_plane, namespace)
 
     if view_catches_up:
-        view.deliver(control_plane, namespace)
+        view.deliver(control_plane, namespace, NAME)
     assert publish(pub, changed) == 1
     (recreated,) = api_slices(control_plane, namespace)
     assert recreated["metadata"]["name"] == "web-v4-0"
@@ -184,7 +165,7 @@ def test_a_foreign_service_of_the_same_name_is_a_conflict_and_left_alone(
     control_plane.request("POST", f"/api/v1/namespaces/{namespace}/services", foreign)
     before = api_service(control_plane, namespace)
     pub, view = publisher(api_client, namespace)
-    view.deliver(control_plane, namespace)  # the label-selected watch never shows it
+    view.deliver(control_plane, namespace, NAME)  # the label-selected watch never shows it
     assert view.service_shape is None
 
     err = refused(pub, THREE)
@@ -200,7 +181,7 @@ def test_a_stale_resource_version_is_a_conflict_until_the_view_catches_up(
 ) -> None:
     pub, view = publisher(api_client, namespace)
     assert publish(pub) == 3
-    view.deliver(control_plane, namespace)
+    view.deliver(control_plane, namespace, NAME)
     theirs = control_plane.request("GET", slice_path(namespace, "web-v4-1"))
     theirs["metadata"]["labels"]["touched"] = "by-someone-else"
     control_plane.request("PUT", slice_path(namespace, "web-v4-1"), theirs)
@@ -210,7 +191,7 @@ def test_a_stale_resource_version_is_a_conflict_until_the_view_catches_up(
     assert (err.reason, err.status) == (Reason.PUBLISH_CONFLICT, 409)
     assert addresses(control_plane, namespace)["web-v4-1"] == ["10.0.0.3"]
 
-    view.deliver(control_plane, namespace)  # the watch shows the newer version
+    view.deliver(control_plane, namespace, NAME)  # the watch shows the newer version
     assert publish(pub, grown) == 1
     assert addresses(control_plane, namespace) == {
         "web-v4-0": ["10.0.0.1", "10.0.0.2"],
@@ -230,7 +211,7 @@ def test_patching_a_service_deleted_under_a_stale_view_is_not_found_then_recreat
 ) -> None:
     pub, view = publisher(api_client, namespace)
     assert publish(pub) == 3
-    view.deliver(control_plane, namespace)  # the view shows our Service
+    view.deliver(control_plane, namespace, NAME)  # the view shows our Service
     control_plane.request("DELETE", service_path(namespace))
     moved = tuple(Instance(i.ip, 9090) for i in THREE)  # a new port: the Service changes
 
@@ -238,7 +219,7 @@ def test_patching_a_service_deleted_under_a_stale_view_is_not_found_then_recreat
     assert (err.reason, err.status) == (Reason.PUBLISH_NOT_FOUND, 404)
 
     if view_catches_up:
-        view.deliver(control_plane, namespace)
+        view.deliver(control_plane, namespace, NAME)
     publish(pub, moved)
     found = api_service(control_plane, namespace)
     assert found is not None and found["spec"]["ports"][0]["port"] == 9090

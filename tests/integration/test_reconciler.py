@@ -23,13 +23,13 @@ from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.controller.reconciler import Reconciler, Shared
-from directservice.core.model import Discovery, PublishedSlice, ServiceShape
+from directservice.core.model import Discovery
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.static import StaticProvider
 from directservice.obs import metrics
 from directservice.publish.publisher import Publisher
-from directservice.publish.render import read_endpoint_slice, read_service_shape
 from directservice.publish.writer import KubeWriter
+from support import WatchView
 
 pytestmark = pytest.mark.integration
 
@@ -56,26 +56,6 @@ SPEC: dict[str, Any] = {
     "pollInterval": "1s",
     "port": {"name": "http"},
 }
-
-
-class WatchView:
-    """A ClusterView holding what the test says the watches have delivered."""
-
-    def __init__(self) -> None:
-        self.slice_list: list[PublishedSlice] = []
-        self.service_shape: ServiceShape | None = None
-
-    def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
-        return list(self.slice_list)
-
-    def service(self, namespace: str, name: str) -> ServiceShape | None:
-        return self.service_shape
-
-    def deliver(self, cp: ControlPlane, namespace: str) -> None:
-        self.slice_list = [read_endpoint_slice(s) for s in api_slices(cp, namespace)]
-        services = cp.request("GET", f"/api/v1/namespaces/{namespace}/services")["items"]
-        found = [s for s in services if s["metadata"]["name"] == NAME]
-        self.service_shape = read_service_shape(found[0]) if found else None
 
 
 def api_slices(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
@@ -219,7 +199,7 @@ def test_an_unexpected_exception_is_internal_error_and_publishes_nothing(
     body = create_dsvc(own_cluster, namespace)
     rec, view = reconciler(api_client, body)
     poll(rec, body)
-    view.deliver(own_cluster, namespace)
+    view.deliver(own_cluster, namespace, NAME)
     assert published_ips(own_cluster, namespace) == {"10.20.0.11", "10.20.0.12"}
     slices_before = api_slices(own_cluster, namespace)
     service_path = f"/api/v1/namespaces/{namespace}/services/{NAME}"
