@@ -115,6 +115,28 @@ def example(name: str) -> dict[str, Any]:
     return loaded
 
 
+def example_dsvc(
+    emulator_url: str,
+    namespace: str,
+    *,
+    name: str | None = None,
+    poll: str = "1s",
+    read_timeout: str = "1s",
+) -> tuple[dict[str, Any], str]:
+    """examples/01-pai-eas.yaml pointed at the emulator, with an EAS service of its own:
+    (the DirectService, the EAS service name). `name` renames the DirectService."""
+    obj = example("01-pai-eas.yaml")
+    eas = f"example_model_{secrets.token_hex(4)}"
+    obj["metadata"]["namespace"] = namespace
+    if name is not None:
+        obj["metadata"]["name"] = name
+    obj["spec"]["provider"]["paiEas"]["endpoint"] = emulator_url
+    obj["spec"]["provider"]["paiEas"]["serviceName"] = eas
+    obj["spec"]["pollInterval"] = poll
+    obj["spec"]["timeouts"] = {"connect": "1s", "read": read_timeout}
+    return obj, eas
+
+
 def directservice(
     namespace: str, name: str, provider: Mapping[str, Any], **spec: Any
 ) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from support import (
     REPO,
     apply,
     eventually,
-    example,
+    example_dsvc,
     get_json,
     slices_of,
     wait_health,
@@ -335,23 +335,11 @@ def test_the_charts_probes_pass(started: Container) -> None:
 # -- the skeleton scenario, from the container --------------------------------------------
 
 
-def _dsvc(emulator: EmulatorThread) -> tuple[dict[str, Any], str]:
-    obj = example("01-pai-eas.yaml")
-    eas = f"image_model_{next(_names)}"
-    obj["metadata"]["name"] = f"mnist-image-{next(_names)}"
-    obj["metadata"]["namespace"] = WORKLOADS
-    obj["spec"]["provider"]["paiEas"]["endpoint"] = emulator.url
-    obj["spec"]["provider"]["paiEas"]["serviceName"] = eas
-    obj["spec"]["pollInterval"] = "1s"
-    obj["spec"]["timeouts"] = {"connect": "1s", "read": "1s"}
-    return obj, eas
-
-
 def test_the_skeleton_scenario_passes_from_the_container(
     started: Container, own_cluster: ControlPlane, dns: CoreDNS, emulator: EmulatorThread
 ) -> None:
     cp = own_cluster
-    dsvc, eas = _dsvc(emulator)
+    dsvc, eas = example_dsvc(emulator.url, WORKLOADS, name=f"mnist-image-{next(_names)}")
     name = dsvc["metadata"]["name"]
     ips = {"10.60.0.1", "10.60.0.2", "10.60.0.3"}
     emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in sorted(ips)])
@@ -385,7 +373,7 @@ def test_nothing_was_written_outside_the_writable_mounts(
     started: Container, emulator: EmulatorThread, own_cluster: ControlPlane
 ) -> None:
     # A DirectService at work for a few polls, then the container's own layer is compared.
-    dsvc, eas = _dsvc(emulator)
+    dsvc, eas = example_dsvc(emulator.url, WORKLOADS, name=f"mnist-image-{next(_names)}")
     emulator.set_instances(eas, [{"ip": "10.61.0.1", "port": 7000, "weight": 100}])
     apply(own_cluster, dsvc)
     wait_requests(emulator, eas, 3)

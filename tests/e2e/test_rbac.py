@@ -36,7 +36,7 @@ from support import (
     emulator_requests,
     events_for,
     eventually,
-    example,
+    example_dsvc,
     get_json,
     wait_health,
     wait_requests,
@@ -278,18 +278,6 @@ def test_the_token_is_refused_what_the_chart_does_not_grant(setup: Setup) -> Non
 # -- the operator at work with that token -------------------------------------------------
 
 
-def _dsvc(emulator: EmulatorThread, namespace: str) -> tuple[dict[str, Any], str]:
-    obj = example("01-pai-eas.yaml")
-    eas = f"rbac_model_{next(_names)}"
-    obj["metadata"]["name"] = f"mnist-{next(_names)}"
-    obj["metadata"]["namespace"] = namespace
-    obj["spec"]["provider"]["paiEas"]["endpoint"] = emulator.url
-    obj["spec"]["provider"]["paiEas"]["serviceName"] = eas
-    obj["spec"]["pollInterval"] = "1s"
-    obj["spec"]["timeouts"] = {"connect": "1s", "read": "1s"}
-    return obj, eas
-
-
 def _assert_no_permission_errors(setup: Setup) -> None:
     """The operator's whole log, start-up included, shows no refused call.
 
@@ -308,7 +296,7 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
     setup: Setup, emulator: EmulatorThread
 ) -> None:
     cp, dns = setup.cp, setup.dns
-    dsvc, eas = _dsvc(emulator, WATCHED)
+    dsvc, eas = example_dsvc(emulator.url, WATCHED, name=f"mnist-{next(_names)}")
     name = dsvc["metadata"]["name"]
     ips = {"10.40.0.1", "10.40.0.2", "10.40.0.3"}
     emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in sorted(ips)])
@@ -364,7 +352,7 @@ def test_unwatched_namespace_is_left_alone_in_namespaced_mode(
     setup: Setup, emulator: EmulatorThread
 ) -> None:
     cp = setup.cp
-    dsvc, eas = _dsvc(emulator, UNWATCHED)
+    dsvc, eas = example_dsvc(emulator.url, UNWATCHED, name=f"mnist-{next(_names)}")
     name = dsvc["metadata"]["name"]
     emulator.set_instances(eas, [{"ip": "10.41.0.1", "port": 7000, "weight": 100}])
     apply(cp, dsvc)
@@ -375,7 +363,7 @@ def test_unwatched_namespace_is_left_alone_in_namespaced_mode(
         return
     # A witness in the watched namespace, made after the unwatched one: once the operator
     # has polled it four times, it would have seen the unwatched one too.
-    witness, witness_eas = _dsvc(emulator, WATCHED)
+    witness, witness_eas = example_dsvc(emulator.url, WATCHED, name=f"mnist-{next(_names)}")
     emulator.set_instances(witness_eas, [{"ip": "10.41.0.2", "port": 7000, "weight": 100}])
     apply(cp, witness)
     wait_requests(emulator, witness_eas, 4)

@@ -24,7 +24,7 @@ from support import (
     condition,
     events_for,
     eventually,
-    example,
+    example_dsvc,
     get_json,
     resource_versions,
     slices_of,
@@ -43,20 +43,6 @@ def _instances(*specs: tuple[str, int]) -> list[dict[str, Any]]:
     return [{"ip": ip, "port": port, "weight": 100} for ip, port in specs]
 
 
-def _dsvc_from_example(
-    emulator: EmulatorThread, namespace: str, poll: str = "5s", read_timeout: str = "5s"
-) -> tuple[dict[str, Any], str]:
-    """examples/01-pai-eas.yaml, pointed at the emulator with a service of its own."""
-    obj = example("01-pai-eas.yaml")
-    eas_service = f"mnist_saved_model_{next(_names)}"
-    obj["metadata"]["namespace"] = namespace
-    obj["spec"]["provider"]["paiEas"]["endpoint"] = emulator.url
-    obj["spec"]["provider"]["paiEas"]["serviceName"] = eas_service
-    obj["spec"]["pollInterval"] = poll
-    obj["spec"]["timeouts"] = {"connect": "1s", "read": read_timeout}
-    return obj, eas_service
-
-
 def _publish(
     cp: ControlPlane,
     emulator: EmulatorThread,
@@ -67,7 +53,7 @@ def _publish(
 ) -> tuple[str, str]:
     """Serve `instances` under a new PAI-EAS service and apply the example DirectService
     polling it; returns (DirectService name, PAI-EAS service name)."""
-    dsvc, eas = _dsvc_from_example(emulator, namespace, poll=poll, read_timeout=read_timeout)
+    dsvc, eas = example_dsvc(emulator.url, namespace, poll=poll, read_timeout=read_timeout)
     emulator.set_instances(eas, _instances(*instances))
     apply(cp, dsvc)
     return dsvc["metadata"]["name"], eas
