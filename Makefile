@@ -13,7 +13,7 @@ export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
 .PHONY: help venv tools test test-unit test-integration test-e2e lint lock image image-push fmt demo bench docs sync-crds clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
