@@ -19,6 +19,7 @@ import contextlib
 import json
 import re
 import secrets
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -29,6 +30,8 @@ from typing import Any, TypeVar
 import yaml
 
 from devenv.controlplane import ControlPlane
+from devenv.coredns import CoreDNS
+from devenv.dnsquery import a_records, srv_records
 from devenv.operatorproc import OperatorProcess
 from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.emulator.runner import EmulatorThread
@@ -36,6 +39,8 @@ from directservice.publish.render import read_endpoint_slice, read_service_shape
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "directservice-operator"
+RELEASE = "directservice-operator"
 DSVC_API = "/apis/directservice.io/v1alpha1"
 HEALTHY = "DiscoveryHealthy"
 FAST = {"pollInterval": "1s", "timeouts": {"connect": "1s", "read": "1s"}}
@@ -135,6 +140,42 @@ def example_dsvc(
     obj["spec"]["pollInterval"] = poll
     obj["spec"]["timeouts"] = {"connect": "1s", "read": read_timeout}
     return obj, eas
+
+
+def publish_example(
+    cp: ControlPlane,
+    dns: CoreDNS,
+    emulator: EmulatorThread,
+    namespace: str,
+    ips: set[str],
+    *,
+    name: str,
+    timeout: float = 20.0,
+) -> tuple[str, str]:
+    """The example DirectService, serving `ips` on port 50000, applied and answered by
+    CoreDNS (A and SRV) with status 3/3 ready: returns (its EAS service, its FQDN)."""
+    dsvc, eas = example_dsvc(emulator.url, namespace, name=name)
+    emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in sorted(ips)])
+    apply(cp, dsvc)
+    fqdn = f"{name}.{namespace}.svc.cluster.local"
+    eventually("A records", lambda: a_records(dns.address, fqdn) == ips, timeout)
+    assert srv_records(dns.address, f"_http._tcp.{fqdn}") == {(ip, 50000) for ip in ips}
+    status = wait_health(cp, namespace, name, "True", timeout=timeout)["status"]
+    assert (status["readyEndpoints"], status["totalEndpoints"]) == (len(ips), len(ips))
+    return eas, fqdn
+
+
+def render_chart(
+    helm: Path, home: Path, values: dict[str, Any], namespace: str
+) -> list[dict[str, Any]]:
+    """`helm template` of the chart with `values`, helm's own state kept under `home`."""
+    values_path = home / "values.yaml"
+    values_path.write_text(yaml.safe_dump(values))
+    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    argv = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
+    argv += ["--values", str(values_path)]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def directservice(

@@ -22,7 +22,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -51,9 +51,25 @@ class Recorder:
                 self.errors += 1
 
 
+async def _paced(
+    urls: list[str], rate: float, total: int, one: Callable[[str, float], Coroutine[Any, Any, None]]
+) -> None:
+    """Start `total` requests at `rate` per second, each at its due time whatever the others
+    do (an open loop), and wait for all of them."""
+    tasks: set[asyncio.Task[None]] = set()
+    t0 = time.monotonic()
+    for i in range(total):
+        due = t0 + i / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(one(urls[i % len(urls)], due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.gather(*list(tasks))
+
+
 async def _run_aiohttp(urls: list[str], rate: float, total: int, rec: Recorder) -> None:
     http = HttpClient()
-    tasks: set[asyncio.Task[None]] = set()
 
     async def one(url: str, due: float) -> None:
         started = time.monotonic()
@@ -68,15 +84,7 @@ async def _run_aiohttp(urls: list[str], rate: float, total: int, rec: Recorder) 
             ok = False
         rec.done(due, started, time.monotonic(), ok)
 
-    t0 = time.monotonic()
-    for i in range(total):
-        due = t0 + i / rate
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        task = asyncio.create_task(one(urls[i % len(urls)], due))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    while tasks:
-        await asyncio.gather(*list(tasks))
+    await _paced(urls, rate, total, one)
     await http.close()
 
 
@@ -86,7 +94,6 @@ async def _run_bare(urls: list[str], rate: float, total: int, rec: Recorder) -> 
     async with aiohttp.ClientSession(
         connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, timeout=timeout
     ) as session:
-        tasks: set[asyncio.Task[None]] = set()
 
         async def one(url: str, due: float) -> None:
             started = time.monotonic()
@@ -98,15 +105,7 @@ async def _run_bare(urls: list[str], rate: float, total: int, rec: Recorder) -> 
                 ok = False
             rec.done(due, started, time.monotonic(), ok)
 
-        t0 = time.monotonic()
-        for i in range(total):
-            due = t0 + i / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            task = asyncio.create_task(one(urls[i % len(urls)], due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        while tasks:
-            await asyncio.gather(*list(tasks))
+        await _paced(urls, rate, total, one)
 
 
 def _requests_call(sessions: threading.local) -> Callable[[str, float, Recorder], None]:

@@ -33,25 +33,23 @@ import yaml
 from devenv import image as devimage
 from devenv.controlplane import ControlPlane
 from devenv.coredns import CoreDNS
-from devenv.dnsquery import a_records, srv_records
+from devenv.dnsquery import a_records
 from devenv.procs import free_port
 from devenv.tools import Tools
 from directservice.emulator.runner import EmulatorThread
 from support import (
-    REPO,
     apply,
     eventually,
     example_dsvc,
     get_json,
+    publish_example,
+    render_chart,
     slices_of,
-    wait_health,
     wait_requests,
 )
 
 pytestmark = pytest.mark.e2e
 
-CHART = REPO / "charts" / "directservice-operator"
-RELEASE = "directservice-operator"
 NAMESPACE = "directservice-system"  # own_cluster creates it: the release namespace
 WORKLOADS = "default"
 POD_NAME = "directservice-operator-5d8f7c9b4-img01"  # what the kubelet would call the pod
@@ -61,16 +59,6 @@ _names = itertools.count()
 
 
 # -- the chart, rendered ------------------------------------------------------------------
-
-
-def _render(tools: Tools, home: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
-    values_path = home / "values.yaml"
-    values_path.write_text(yaml.safe_dump(values))
-    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
-    argv = [str(tools.helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    argv += ["--values", str(values_path)]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def _quantity_bytes(quantity: str) -> int:
@@ -195,7 +183,7 @@ def rendered(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> list[dic
         "metrics": {"port": free_port()},
         "allowedDiscoveryHosts": ["127.0.0.1"],  # the emulator
     }
-    return _render(tools, tmp_path_factory.mktemp("image-chart"), values)
+    return render_chart(tools.helm, tmp_path_factory.mktemp("image-chart"), values, NAMESPACE)
 
 
 def _deployment(rendered: list[dict[str, Any]]) -> dict[str, Any]:
@@ -339,19 +327,11 @@ def test_the_skeleton_scenario_passes_from_the_container(
     started: Container, own_cluster: ControlPlane, dns: CoreDNS, emulator: EmulatorThread
 ) -> None:
     cp = own_cluster
-    dsvc, eas = example_dsvc(emulator.url, WORKLOADS, name=f"mnist-image-{next(_names)}")
-    name = dsvc["metadata"]["name"]
+    name = f"mnist-image-{next(_names)}"
     ips = {"10.60.0.1", "10.60.0.2", "10.60.0.3"}
-    emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in sorted(ips)])
-    apply(cp, dsvc)
-    fqdn = f"{name}.{WORKLOADS}.svc.cluster.local"
-
-    eventually("A records", lambda: a_records(dns.address, fqdn) == ips, 30)
-    assert srv_records(dns.address, f"_http._tcp.{fqdn}") == {(ip, 50000) for ip in ips}
+    eas, fqdn = publish_example(cp, dns, emulator, WORKLOADS, ips, name=name, timeout=30)
     service = get_json(cp, "service", name, "-n", WORKLOADS)
     assert service["spec"]["clusterIP"] == "None" and "selector" not in service["spec"]
-    status = wait_health(cp, WORKLOADS, name, "True", timeout=15)["status"]
-    assert (status["readyEndpoints"], status["totalEndpoints"]) == (3, 3)
 
     changed = {"10.60.0.1", "10.60.0.9"}
     emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in changed])

@@ -26,26 +26,25 @@ import yaml
 
 from devenv.controlplane import ControlPlane
 from devenv.coredns import CoreDNS
-from devenv.dnsquery import a_records, srv_records
+from devenv.dnsquery import a_records
 from devenv.operatorproc import OperatorProcess
 from devenv.tools import Tools
 from directservice.emulator.runner import EmulatorThread
 from support import (
-    REPO,
     apply,
     emulator_requests,
     events_for,
     eventually,
     example_dsvc,
     get_json,
+    publish_example,
+    render_chart,
     wait_health,
     wait_requests,
 )
 
 pytestmark = pytest.mark.e2e
 
-CHART = REPO / "charts" / "directservice-operator"
-RELEASE = "directservice-operator"
 SYSTEM_NS = "directservice-system"
 WATCHED = "apps"
 UNWATCHED = "elsewhere"  # watched only in cluster-wide mode
@@ -71,16 +70,6 @@ class Setup:
         """kubectl with the ServiceAccount's token instead of the admin's."""
         argv = [str(self.cp.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-
-
-def _render(tools: Tools, home: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
-    values_path = home / "values.yaml"
-    values_path.write_text(yaml.safe_dump(values))
-    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
-    argv = [str(tools.helm), "template", RELEASE, str(CHART), "--namespace", SYSTEM_NS]
-    argv += ["--values", str(values_path)]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def _token_kubeconfig(cp: ControlPlane, path: Path) -> Path:
@@ -133,7 +122,7 @@ def setup(
     }
     if mode == "namespaced":
         values["watchNamespaces"] = [WATCHED]
-    rendered = _render(tools, work, values)
+    rendered = render_chart(tools.helm, work, values, SYSTEM_NS)
     with ControlPlane(tools) as cp:
         for ns in (SYSTEM_NS, WATCHED, UNWATCHED):
             cp.kubectl("create", "namespace", ns)
@@ -296,19 +285,11 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
     setup: Setup, emulator: EmulatorThread
 ) -> None:
     cp, dns = setup.cp, setup.dns
-    dsvc, eas = example_dsvc(emulator.url, WATCHED, name=f"mnist-{next(_names)}")
-    name = dsvc["metadata"]["name"]
+    name = f"mnist-{next(_names)}"
+    # Service + EndpointSlices created (create), watched back (list/watch) and resolved, and
+    # status written through the subresource (directservices/status patch).
     ips = {"10.40.0.1", "10.40.0.2", "10.40.0.3"}
-    emulator.set_instances(eas, [{"ip": ip, "port": 50000, "weight": 100} for ip in sorted(ips)])
-    apply(cp, dsvc)
-    fqdn = f"{name}.{WATCHED}.svc.cluster.local"
-
-    # Service + EndpointSlices created (create), watched back (list/watch) and resolved.
-    eventually("A records", lambda: a_records(dns.address, fqdn) == ips, 20)
-    assert srv_records(dns.address, f"_http._tcp.{fqdn}") == {(ip, 50000) for ip in ips}
-    # Status written through the subresource (directservices/status patch).
-    status = wait_health(cp, WATCHED, name, "True", timeout=10)["status"]
-    assert (status["readyEndpoints"], status["totalEndpoints"]) == (3, 3)
+    eas, fqdn = publish_example(cp, dns, emulator, WATCHED, ips, name=name)
     # Finalizer added by kopf (directservices patch).
     assert (
         "directservice.io/cleanup"

@@ -30,6 +30,7 @@ from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
 from support import (
     DSVC_API,
+    addresses,
     create,
     directservice,
     eventually,
@@ -95,51 +96,47 @@ def delete(own_cluster: ControlPlane, path: str) -> None:
     own_cluster.request("DELETE", path)
 
 
+def _our_object(cp: ControlPlane, kind: str, name: str) -> dict[str, Any] | None:
+    """The operator's Service, or its first slice, for DirectService `name`."""
+    if kind == "Service":
+        return service(cp, NAMESPACE, name)
+    found = slices(cp, NAMESPACE, name)
+    return found[0] if found else None
+
+
+def _path(kind: str, obj: dict[str, Any]) -> str:
+    name = obj["metadata"]["name"]
+    if kind == "Service":
+        return f"/api/v1/namespaces/{NAMESPACE}/services/{name}"
+    return f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{name}"
+
+
 @pytest.mark.parametrize("when", ["at once", "later"])
-def test_a_deleted_service_is_recreated_within_a_poll(
-    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
+@pytest.mark.parametrize("kind", ["Service", "EndpointSlice"])
+def test_a_deleted_object_of_ours_is_recreated_within_a_poll(
+    own_cluster: ControlPlane,
+    own_operator: OperatorProcess,
+    emulator: EmulatorThread,
+    kind: str,
+    when: str,
 ) -> None:
-    name = unique("svc-gone")
+    name = unique("gone")
     svc = name.replace("-", "_")
     emulator.set_instances(svc, [{"ip": "10.61.0.1", "port": 8000}])
     create(own_cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
-    first = eventually("the Service", lambda: service(own_cluster, NAMESPACE, name), 20)
+    first = eventually(kind, lambda: _our_object(own_cluster, kind, name), 20)
     if when == "later":
         wait_health(own_cluster, NAMESPACE, name, "True", "DiscoverySucceeded")
         wait_for_count("three polls", polls(emulator, svc), emulator.requests(svc)["total"] + 3, 20)
-    delete(own_cluster, f"/api/v1/namespaces/{NAMESPACE}/services/{name}")
+    delete(own_cluster, _path(kind, first))
 
     def recreated() -> bool:
-        again = service(own_cluster, NAMESPACE, name)
+        again = _our_object(own_cluster, kind, name)
         return again is not None and again["metadata"]["uid"] != first["metadata"]["uid"]
 
-    back_within_a_poll(emulator, svc, "the Service recreated", recreated)
+    back_within_a_poll(emulator, svc, f"the {kind} recreated", recreated)
+    assert addresses(slices(own_cluster, NAMESPACE, name)) == {("10.61.0.1", 8000)}
     assert get_dsvc(own_cluster, NAMESPACE, name)["status"]["readyEndpoints"] == 1
-
-
-@pytest.mark.parametrize("when", ["at once", "later"])
-def test_a_deleted_slice_is_recreated_within_a_poll(
-    own_cluster: ControlPlane, own_operator: OperatorProcess, emulator: EmulatorThread, when: str
-) -> None:
-    name = unique("slice-gone")
-    svc = name.replace("-", "_")
-    emulator.set_instances(svc, [{"ip": "10.61.1.1", "port": 8000}])
-    create(own_cluster, directservice(NAMESPACE, name, pai_eas(emulator.url, svc)))
-    first = eventually("the slice", lambda: slices(own_cluster, NAMESPACE, name), 20)[0]
-    if when == "later":
-        wait_for_count("three polls", polls(emulator, svc), emulator.requests(svc)["total"] + 3, 20)
-    slice_name = first["metadata"]["name"]
-    path = f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{slice_name}"
-    delete(own_cluster, path)
-
-    def recreated() -> bool:
-        current = slices(own_cluster, NAMESPACE, name)
-        return bool(current) and current[0]["metadata"]["uid"] != first["metadata"]["uid"]
-
-    back_within_a_poll(emulator, svc, "the slice recreated", recreated)
-    assert {e["addresses"][0] for e in slices(own_cluster, NAMESPACE, name)[0]["endpoints"]} == {
-        "10.61.1.1"
-    }
 
 
 def test_deleting_the_service_then_the_directservice_lets_it_go(

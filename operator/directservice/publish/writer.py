@@ -170,22 +170,27 @@ class KubeWriter:
             dict(body, metadata=meta),
         )
 
-    async def delete_slice(self, namespace: str, name: str, resource_version: str) -> None:
+    async def _delete(
+        self, kind: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any
+    ) -> None:
+        """A delete; an object already gone counts as deleted (404 is done)."""
         try:
-            await self._call(
-                "EndpointSlice",
-                "delete",
-                f"delete EndpointSlice {name}",
-                self._discovery.delete_namespaced_endpoint_slice,
-                name,
-                namespace,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(resource_version=resource_version)
-                ),
-            )
+            await self._call(kind, "delete", what, fn, *args, **kw)
         except WriteError as exc:
             if exc.status != 404:
                 raise
+
+    async def delete_slice(self, namespace: str, name: str, resource_version: str) -> None:
+        await self._delete(
+            "EndpointSlice",
+            f"delete EndpointSlice {name}",
+            self._discovery.delete_namespaced_endpoint_slice,
+            name,
+            namespace,
+            body=client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(resource_version=resource_version)
+            ),
+        )
 
     async def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
@@ -273,15 +278,10 @@ class KubeWriter:
         )
         if not service_is_ours:
             return
-        try:
-            await self._call(
-                "Service",
-                "delete",
-                f"delete Service {owner.name}",
-                self._core.delete_namespaced_service,
-                owner.name,
-                owner.namespace,
-            )
-        except WriteError as exc:
-            if exc.status != 404:
-                raise
+        await self._delete(
+            "Service",
+            f"delete Service {owner.name}",
+            self._core.delete_namespaced_service,
+            owner.name,
+            owner.namespace,
+        )
