@@ -43,8 +43,8 @@ test-e2e: tools ## Run the end-to-end tier (operator + CoreDNS)
 	$(PY) -m pytest -m e2e
 
 lint: venv ## ruff (lint + format check), mypy --strict, import-linter layers, CRD copies
-	$(VENV)/bin/ruff check operator dev tests
-	$(VENV)/bin/ruff format --check operator dev tests
+	$(VENV)/bin/ruff check operator dev tests examples
+	$(VENV)/bin/ruff format --check operator dev tests examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m devenv.crdsync --check
@@ -65,8 +65,8 @@ image-push: venv ## Push the image for a release: make image-push REGISTRY=regis
 	$(PY) -m devenv.image push --registry "$(REGISTRY)"
 
 fmt: venv ## Format and autofix with ruff
-	$(VENV)/bin/ruff format operator dev tests
-	$(VENV)/bin/ruff check --fix operator dev tests
+	$(VENV)/bin/ruff format operator dev tests examples
+	$(VENV)/bin/ruff check --fix operator dev tests examples
 
 demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show the DNS answers (DEMO_ARGS=--exit-after-print)
 	$(PY) -m devenv.demo $(DEMO_ARGS)

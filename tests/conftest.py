@@ -20,6 +20,8 @@ from devenv.housekeeping import namespaced_collections, purge_namespace
 from devenv.tools import Tools, resolve
 
 TIERS = ("unit", "integration", "e2e")
+# The network lab (network namespaces as instance hosts) for tests that send real traffic.
+pytest_plugins = ["netlab_fixture"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -395,11 +395,13 @@ def wait_published(
 
 
 def addresses(slice_list: list[dict[str, Any]]) -> set[tuple[str, int]]:
-    """(ip, port) of every endpoint in the slices."""
+    """(ip, port) of every endpoint in the slices that discovery still lists: draining
+    (terminating) endpoints, on their way out for spec.drainSeconds, are left out."""
     return {
         (address, s["ports"][0]["port"])
         for s in slice_list
         for endpoint in s.get("endpoints") or []
+        if not (endpoint.get("conditions") or {}).get("terminating")
         for address in endpoint["addresses"]
     }
 

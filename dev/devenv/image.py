@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devenv import debian
 from devenv.locks import BUILD_LOCK, LOCK
 from devenv.paths import OPERATOR_ROOT, REPO_ROOT
 
@@ -138,22 +139,10 @@ def podman(
 
 def ensure_packages() -> list[str]:
     """apt-get install whatever of PACKAGES is missing; returns what was installed."""
-    missing = [pkg for binary, pkg in PACKAGES.items() if shutil.which(binary) is None]
-    missing += [
-        pkg
-        for pkg in EXTRA_PACKAGES
-        if subprocess.run(["dpkg", "-s", pkg], capture_output=True, check=False).returncode
-    ]
-    if not missing:
-        return []
-    if os.geteuid() != 0:
-        raise ImageError(f"missing Debian packages {missing}; install them as root (apt-get)")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    log.info("installing %s with apt-get", " ".join(missing))
-    subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True)
-    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    subprocess.run(argv, env=env, check=True, capture_output=True)
-    return missing
+    try:
+        return debian.ensure(PACKAGES, EXTRA_PACKAGES)
+    except debian.MissingPackages as err:
+        raise ImageError(str(err)) from None
 
 
 # -- hashing ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def _operator_config(args: argparse.Namespace) -> OperatorConfig:
         min_poll_interval=parse_duration(args.min_poll_interval, "--min-poll-interval"),
         allowed_hosts=tuple(args.allowed_host),
         rate_budgets=budgets,
+        health_checks_in_flight=args.health_checks_in_flight,
     )
 
 
@@ -53,7 +54,7 @@ def _discover(args: argparse.Namespace) -> int:
 
     _obj, spec = offline.load_directservice(args.file)
     discovery = offline.discover(spec)
-    print(offline.discovery_table(discovery))
+    print(offline.discovery_table(discovery, spec.exclude))
     return EXIT_OK
 
 
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-poll-interval",
         default="1s",
         help="floor for every DirectService's pollInterval (protects discovery quotas)",
+    )
+    run.add_argument(
+        "--health-checks-in-flight",
+        type=int,
+        default=512,
+        metavar="N",
+        help="most active health checks running at once, over all DirectServices",
     )
     run.add_argument(
         "--allowed-host",

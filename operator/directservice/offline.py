@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from directservice.api.names import KIND, Owner
-from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name
+from directservice.api.spec import DirectServiceSpec, Exclusion, SpecError, check_service_name
+from directservice.core.endpoints import Traffic, compose, is_excluded
 from directservice.core.model import Discovery, ServiceShape
 from directservice.core.planner import desired_endpoints, plan_slices
 from directservice.discovery import parse_spec, provider_for
@@ -53,10 +54,18 @@ def discover(spec: DirectServiceSpec) -> Discovery:
     return asyncio.run(_discover(spec))
 
 
-def discovery_table(discovery: Discovery) -> str:
+def discovery_table(discovery: Discovery, exclude: tuple[Exclusion, ...] = ()) -> str:
     rows = [("ADDRESS", "PORT", "WEIGHT", "PUBLISHED AS", "")]
     for inst in discovery.instances:
-        state = "ready" if inst.serving else "not ready (weight 0)"
+        state = (
+            "excluded"
+            if is_excluded(inst, exclude)
+            else "ready"
+            if inst.serving
+            else "not ready"
+            if not inst.ready
+            else "drained (weight 0)"
+        )
         rows.append((inst.ip, str(inst.port), f"{inst.weight:g}", state, inst.scheme or ""))
     for dropped in discovery.dropped:
         rows.append((dropped.entry, "", "", "DROPPED", dropped.reason))
@@ -83,7 +92,10 @@ def render_objects(obj: Mapping[str, Any], spec: DirectServiceSpec, discovery: D
     )
     plan = plan_slices(
         owner.name,
-        desired_endpoints(discovery.instances, spec.port.app_protocol),
+        desired_endpoints(
+            compose(discovery.instances, Traffic(exclude=spec.exclude)).endpoints,
+            spec.port.app_protocol,
+        ),
         [],
         port_name=spec.port.name,
         owner_uid=owner.uid,

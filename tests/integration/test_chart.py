@@ -131,6 +131,7 @@ def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-address=0.0.0.0:9090",
         "--min-poll-interval=1s",
+        "--health-checks-in-flight=512",
     ]
     binding = only(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
@@ -202,6 +203,7 @@ def test_every_flag_the_chart_passes_is_accepted_by_the_cli(helm: Helm) -> None:
         "text",
         "2s",
     )
+    assert parsed.health_checks_in_flight == 64
 
 
 # -- RBAC per mode ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.api.spec import DirectServiceSpec
+from directservice.core.endpoints import Traffic, compose
 from directservice.core.model import Instance
 from directservice.discovery import parse_spec
 from directservice.publish.publisher import Publisher
@@ -79,7 +80,8 @@ def publisher(api_client: ApiClient, namespace: str) -> tuple[Publisher, WatchVi
 
 
 def publish(pub: Publisher, instances: tuple[Instance, ...] = THREE, max_per: int = 2) -> int:
-    return asyncio.run(pub.publish(spec(max_per), instances))
+    endpoints = compose(instances, Traffic()).endpoints
+    return asyncio.run(pub.publish(spec(max_per), endpoints))
 
 
 def refused(pub: Publisher, instances: tuple[Instance, ...], max_per: int = 2) -> WriteError:

@@ -66,8 +66,13 @@ def api_slices(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
 
 
 def published_ips(cp: ControlPlane, namespace: str) -> set[str]:
+    """Addresses of the published endpoints that discovery still lists (not draining)."""
     return {
-        a for s in api_slices(cp, namespace) for e in s["endpoints"] or [] for a in e["addresses"]
+        a
+        for s in api_slices(cp, namespace)
+        for e in s["endpoints"] or []
+        if not e["conditions"].get("terminating")
+        for a in e["addresses"]
     }
 
 

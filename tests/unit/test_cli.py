@@ -50,7 +50,7 @@ def test_discover_prints_published_and_dropped(
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert "ready" in lines["10.9.0.1"]
-    assert "not ready (weight 0)" in lines["10.9.0.2"]
+    assert "drained (weight 0)" in lines["10.9.0.2"]
     assert "DROPPED" in lines["127.0.0.1:8000"] and "loopback" in lines["127.0.0.1:8000"]
 
 

@@ -154,6 +154,17 @@ def test_every_default_is_valid_for_its_own_field() -> None:
         ".spec.allowedCIDRs",
         ".spec.maxShrinkPercent",
         ".spec.shrinkConfirmations",
+        ".spec.healthCheck.type",
+        ".spec.healthCheck.path",
+        ".spec.healthCheck.method",
+        ".spec.healthCheck.expectedStatus.min",
+        ".spec.healthCheck.expectedStatus.max",
+        ".spec.healthCheck.interval",
+        ".spec.healthCheck.timeout",
+        ".spec.healthCheck.unhealthyThreshold",
+        ".spec.healthCheck.healthyThreshold",
+        ".spec.healthCheck.panicThresholdPercent",
+        ".spec.drainSeconds",
     }
     for path, schema in defaults:
         json_schema = to_json_schema(schema, strict=True)
@@ -185,7 +196,9 @@ def test_defaults_fill_a_minimal_spec() -> None:
         ],
         "maxShrinkPercent": 50,
         "shrinkConfirmations": 3,
+        "drainSeconds": 10,
     }
+    assert "healthCheck" not in defaulted["spec"]  # health checks are off by default
     assert "internal" not in defaulted["spec"]["provider"]["paiEas"]
     assert "rateBudget" not in defaulted["spec"]  # its default depends on the provider
     assert "status" not in defaulted
@@ -445,6 +458,9 @@ def test_cel_rules_are_present() -> None:
         ".spec.timeouts.read",
         ".spec.port.appProtocol",
         ".spec.allowedCIDRs[]",
+        ".spec.healthCheck.expectedStatus",
+        ".spec.healthCheck.interval",
+        ".spec.healthCheck.timeout",
     }
     for path, entries in rules.items():
         for entry in entries:
@@ -472,6 +488,8 @@ def test_cel_rules_are_present() -> None:
         ".spec.pollInterval": ("1s", "1h"),
         ".spec.timeouts.connect": ("100ms", "60s"),
         ".spec.timeouts.read": ("100ms", "5m"),
+        ".spec.healthCheck.interval": ("1s", "1h"),
+        ".spec.healthCheck.timeout": ("100ms", "60s"),
     }
     for path, (low, high) in bounds.items():
         (entry,) = rules[path]

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
+from directservice.core.endpoints import Traffic, compose
 from directservice.core.model import (
     AddressFamily,
     EndpointState,
@@ -38,8 +39,11 @@ def ip6(i: int) -> str:
     return str(ipaddress.IPv6Address((0xFD00 << 112) + i))
 
 
-def desired_of(instances: Iterable[Instance], app_protocol: str | None = None) -> dict:
-    return desired_endpoints(instances, app_protocol)
+def desired_of(
+    instances: Iterable[Instance], default_app_protocol: str | None = None
+) -> dict[SliceKey, Members]:
+    """The planner's input for a plain answer (no health checks, drains or exclusions)."""
+    return desired_endpoints(compose(list(instances), Traffic()).endpoints, default_app_protocol)
 
 
 def plan(
@@ -277,7 +281,8 @@ def test_big_one_weight_changed_is_one_update(
     result = plan(changed, published)
     assert result.writes == 1
     ((desired_slice, _),) = result.update
-    assert desired_slice.content.as_map()[ip4(777)] == EndpointState(ready=False, weight=0.0)
+    drained = EndpointState(ready=False, weight=0.0, hostname="10-0-3-9", serving=True)
+    assert desired_slice.content.as_map()[ip4(777)] == drained
 
 
 def test_big_ten_percent_weight_change_rewrites_only_touched_slices(
@@ -338,7 +343,7 @@ def published_slices(*groups: Sequence[str], max_per_slice: int = 10) -> list[Pu
     """Publish each group of IPv4 addresses as its own slice, named svc-v4-0, -1, ..."""
     out: list[PublishedSlice] = []
     for index, ips in enumerate(groups):
-        members = {ip: EndpointState(True, 100.0) for ip in ips}
+        members = {ip: EndpointState(True, 100.0, ip.replace(".", "-")) for ip in ips}
         content = SliceContent(SliceKey(V4, 80, None), "http", tuple(members.items()))
         out.append(PublishedSlice(f"{SERVICE}-v4-{index}", f"rv{index}", content, UID))
     return out
@@ -408,19 +413,19 @@ def test_families_never_share_a_slice() -> None:
 
 
 def test_scheme_overrides_the_default_app_protocol() -> None:
-    desired = desired_endpoints(
+    desired = desired_of(
         [Instance(ip4(1), 80), Instance(ip4(2), 80, scheme="h2c")], default_app_protocol="http"
     )
     assert set(desired) == {SliceKey(V4, 80, "http"), SliceKey(V4, 80, "h2c")}
 
 
-def test_weight_zero_or_not_ready_is_published_not_ready() -> None:
-    desired = desired_endpoints(
-        [Instance(ip4(1), 80, weight=0), Instance(ip4(2), 80, ready=False), Instance(ip4(3), 80)],
-        None,
+def test_weight_zero_is_serving_but_not_ready_and_not_ready_is_neither() -> None:
+    desired = desired_of(
+        [Instance(ip4(1), 80, weight=0), Instance(ip4(2), 80, ready=False), Instance(ip4(3), 80)]
     )
     members = desired[SliceKey(V4, 80, None)]
-    assert [members[ip4(n)].ready for n in (1, 2, 3)] == [False, False, True]
+    conditions = [(members[ip4(n)].ready, members[ip4(n)].serving) for n in (1, 2, 3)]
+    assert conditions == [(False, True), (False, False), (True, True)]
 
 
 def test_port_name_change_updates_every_slice_in_place() -> None:

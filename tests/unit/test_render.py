@@ -85,12 +85,31 @@ def test_weights_annotation_keeps_ints_as_ints() -> None:
     assert format_weight(0.5) == 0.5
 
 
-def test_weight_zero_is_not_ready_and_not_serving() -> None:
-    obj = rendered(content(("10.0.0.1", EndpointState(False, 0.0))))
+@pytest.mark.parametrize(
+    ("state", "conditions"),
+    [
+        (EndpointState(False, 0.0), {"ready": False, "serving": True, "terminating": False}),
+        (
+            EndpointState(False, 5.0, serving=False),
+            {"ready": False, "serving": False, "terminating": False},
+        ),
+        (
+            EndpointState(False, 5.0, serving=False, terminating=True),
+            {"ready": False, "serving": False, "terminating": True},
+        ),
+    ],
+    ids=["drained-weight-0", "not-ready", "terminating"],
+)
+def test_conditions_are_rendered_and_read_back(
+    state: EndpointState, conditions: dict[str, bool]
+) -> None:
+    obj = rendered(content(("10.0.0.1", state)))
     (endpoint,) = obj["endpoints"]
     assert endpoint["addresses"] == ["10.0.0.1"]
-    assert endpoint["conditions"] == {"ready": False, "serving": False, "terminating": False}
+    assert endpoint["conditions"] == conditions
     assert "hostname" not in endpoint
+    read = read_endpoint_slice(obj).content
+    assert read is not None and read.as_map()["10.0.0.1"] == state
 
 
 def test_slice_labels_claim_the_slice_for_us_not_the_builtin_controller() -> None:

@@ -129,6 +129,9 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
 {{- with .Values.minPollInterval }}
 - --min-poll-interval={{ . }}
 {{- end }}
+{{- with .Values.healthChecks }}{{- with .inFlight }}
+- --health-checks-in-flight={{ . }}
+{{- end }}{{- end }}
 {{- range .Values.watchNamespaces }}
 - --namespace={{ . }}
 {{- end }}

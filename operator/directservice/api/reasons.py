@@ -50,6 +50,12 @@ class Reason(StrEnum):
     PUBLISH_NOT_FOUND = "PublishNotFound"
     PUBLISH_UNAVAILABLE = "PublishUnavailable"
     PUBLISH_API_ERROR = "PublishAPIError"
+    # HealthPanic (with spec.healthCheck)
+    HEALTH_PANIC = "HealthPanic"
+    HEALTH_CHECKS_PASSING = "HealthChecksPassing"
+    # Stale (with spec.maxStaleness)
+    DISCOVERY_STALE = "DiscoveryStale"
+    DISCOVERY_FRESH = "DiscoveryFresh"
     # Anything nobody foresaw: the poll loop's error boundary
     INTERNAL_ERROR = "InternalError"
 

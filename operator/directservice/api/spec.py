@@ -15,6 +15,36 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from directservice.api.traffic import (
+    Exclusion,
+    HealthCheckSpec,
+    ProbeKind,
+    parse_exclusions,
+    parse_health_check,
+)
+from directservice.api.values import (
+    SpecError,
+    format_duration,
+    integer,
+    mapping,
+    parse_duration,
+)
+
+# What callers import from here, including the values and traffic sections it re-exports.
+__all__ = [
+    "DirectServiceSpec",
+    "Exclusion",
+    "HealthCheckSpec",
+    "Network",
+    "ProbeKind",
+    "SpecError",
+    "format_duration",
+    "integer",
+    "mapping",
+    "parse_duration",
+    "parse_spec",
+]
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_POLL_INTERVAL = 5.0
@@ -25,6 +55,8 @@ DEFAULT_SHRINK_CONFIRMATIONS = 3
 MAX_SHRINK_CONFIRMATIONS = 100
 MAX_CALLS_PER_MINUTE = 60000
 MAX_ALLOWED_CIDRS = 64
+DEFAULT_DRAIN_SECONDS = 10
+MAX_DRAIN_SECONDS = 3600
 
 # Private (RFC 1918), carrier-grade NAT (RFC 6598) and unique-local IPv6 (RFC 4193): where
 # instances in a peered VPC live. A discovery answer pointing elsewhere (a public address, a
@@ -34,14 +66,8 @@ DEFAULT_ALLOWED_CIDRS: tuple[Network, ...] = tuple(
     for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 )
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-
-
-class SpecError(ValueError):
-    """The DirectService spec cannot be used; the message names the field and is shown."""
 
 
 class ProviderSpec(Protocol):
@@ -59,43 +85,6 @@ class ProviderSpec(Protocol):
 
 
 ProviderParser = Callable[[Any], ProviderSpec]
-
-
-def parse_duration(text: Any, field_name: str) -> float:
-    """Parse a Go-style duration ("5s", "1m30s", "250ms") into seconds."""
-    value = text.strip() if isinstance(text, str) else ""
-    parts = _DURATION_PART.findall(value)
-    if not value or "".join(n + u for n, u in parts) != value:
-        raise SpecError(f"{field_name}: {str(text)[:40]!r} is not a duration like 5s, 1m or 1m30s")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration for display: 5.0 → "5s", 90 → "1m30s"."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = round(seconds)
-    minutes, secs = divmod(whole, 60)
-    if minutes and secs:
-        return f"{minutes}m{secs}s"
-    return f"{minutes}m" if minutes else f"{secs}s"
-
-
-def mapping(
-    value: Any, where: str, *, default: Mapping[str, Any] | None = None
-) -> Mapping[str, Any]:
-    """`value` as an object; None gives `default` (if any). Anything else names `where`."""
-    if value is None and default is not None:
-        return default
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{where} must be an object, not {type(value).__name__}")
-    return value
-
-
-def integer(value: Any, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{where} must be an integer between {low} and {high}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -122,6 +111,10 @@ class DirectServiceSpec:
     max_shrink_percent: int = DEFAULT_MAX_SHRINK_PERCENT
     shrink_confirmations: int = DEFAULT_SHRINK_CONFIRMATIONS
     calls_per_minute: int | None = None  # spec.rateBudget; None: the operator's default
+    health_check: HealthCheckSpec | None = None  # None: no active checks
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
+    exclude: tuple[Exclusion, ...] = ()
+    max_staleness: float | None = None  # None: never Stale
 
     @property
     def provider_kind(self) -> str:
@@ -173,6 +166,19 @@ def parse_spec(raw: Any, parse_provider: ProviderParser) -> DirectServiceSpec:
             MAX_SHRINK_CONFIRMATIONS,
         ),
         calls_per_minute=_parse_rate_budget(spec.get("rateBudget"), provider),
+        health_check=parse_health_check(spec.get("healthCheck")),
+        drain_seconds=integer(
+            spec.get("drainSeconds", DEFAULT_DRAIN_SECONDS),
+            "spec.drainSeconds",
+            0,
+            MAX_DRAIN_SECONDS,
+        ),
+        exclude=parse_exclusions(spec.get("exclude")),
+        max_staleness=(
+            None
+            if spec.get("maxStaleness") is None
+            else parse_duration(spec.get("maxStaleness"), "spec.maxStaleness")
+        ),
     )
 
 

@@ -14,6 +14,9 @@ from directservice.api.reasons import EventReason, Reason
 
 HEALTHY = "DiscoveryHealthy"
 READY = "Ready"
+PANIC: str = Reason.HEALTH_PANIC  # the condition type is the word of its True reason
+STALE = "Stale"  # only with spec.maxStaleness (HealthPanic only with spec.healthCheck)
+MAX_NAMED_EXCLUSIONS = 64
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class PollResult:
     retry_after: float | None = None
     blocked_reason: Reason | None = None  # e.g. a Service of that name that is not ours
     blocked_message: str | None = None
+    excluded: tuple[str, ...] = ()  # "ip:port" of the published endpoints spec.exclude names
+    panic: bool | None = None  # None: no health checks configured
+    panic_threshold: int = 50
+    stale: bool | None = None  # None: no spec.maxStaleness
+    max_staleness: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,11 @@ def next_status(
     elif not result.failure_reason and status.get("effectivePollInterval") is not None:
         status["effectivePollInterval"] = None  # merge patch: no longer stretched
 
+    if not result.failure_reason and not result.blocked_reason:
+        named = list(result.excluded[:MAX_NAMED_EXCLUSIONS])
+        if named or status.get("excludedEndpoints") is not None:
+            status["excludedEndpoints"] = named or None  # merge patch: none excluded now
+
     ready = status.get("readyEndpoints", 0)
     readiness = (
         ("True", Reason.ENDPOINTS_PUBLISHED, f"{ready} ready endpoints published")
@@ -126,13 +139,21 @@ def next_status(
         _condition(conditions, HEALTHY, *health, result.now, result.generation),
         _condition(conditions, READY, *readiness, result.now, result.generation),
     ]
+    optional = _optional_conditions(result)
+    new_conditions += [
+        _condition(conditions, kind, *value, result.now, result.generation)
+        for kind, value in optional
+    ]
     for new in new_conditions:
         old_cond = next((c for c in conditions if c.get("type") == new["type"]), None)
         transitioned = old_cond is None or (old_cond.get("status"), old_cond.get("reason")) != (
             new["status"],
             new["reason"],
         )
-        if transitioned:
+        quiet_start = (
+            old_cond is None and new["type"] in (PANIC, STALE) and new["status"] == "False"
+        )
+        if transitioned and not quiet_start:
             events.append(
                 EventSpec(
                     "Normal" if new["status"] == "True" else "Warning",
@@ -140,9 +161,49 @@ def next_status(
                     new["message"],
                 )
             )
-    others = [c for c in conditions if c.get("type") not in (HEALTHY, READY)]
+    # A condition whose feature was switched off goes; conditions of other writers stay.
+    others = [c for c in conditions if c.get("type") not in (HEALTHY, READY, PANIC, STALE)]
     status["conditions"] = new_conditions + others
     return status, events
+
+
+def _optional_conditions(result: PollResult) -> list[tuple[str, tuple[str, str, str]]]:
+    """HealthPanic and Stale, each only while its feature is configured. Messages are fixed
+    per state, so the status changes only when a condition turns."""
+    optional: list[tuple[str, tuple[str, str, str]]] = []
+    if result.panic is not None:
+        optional.append(
+            (
+                PANIC,
+                (
+                    "True",
+                    Reason.HEALTH_PANIC,
+                    f"more than {result.panic_threshold}% of the instances fail their health "
+                    "checks at once; all are kept published",
+                )
+                if result.panic
+                else (
+                    "False",
+                    Reason.HEALTH_CHECKS_PASSING,
+                    "instances failing their health checks are published not ready",
+                ),
+            )
+        )
+    if result.stale is not None:
+        optional.append(
+            (
+                STALE,
+                (
+                    "True",
+                    Reason.DISCOVERY_STALE,
+                    f"discovery has failed for more than {result.max_staleness}; the last "
+                    "accepted answer stays published",
+                )
+                if result.stale
+                else ("False", Reason.DISCOVERY_FRESH, "discovery answered within maxStaleness"),
+            )
+        )
+    return optional
 
 
 def status_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -17,6 +17,8 @@ class OperatorConfig:
     allowed_hosts: tuple[str, ...] = ()
     # Calls per minute per provider kind, shared per credential.
     rate_budgets: dict[str, float] = field(default_factory=dict)
+    # Health checks in flight at once, over every DirectService of the process.
+    health_checks_in_flight: int = 512
 
     def host_allowed(self, url: str) -> bool:
         if not self.allowed_hosts:

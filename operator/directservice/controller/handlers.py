@@ -81,6 +81,7 @@ async def run(options: Options) -> None:
             memo=kopf.Memo(runtime=runtime),
         )
     finally:
+        await runtime.health.close()
         await runtime.http.close()
 
 
@@ -158,6 +159,7 @@ async def poll(
         budgets=runtime.budgets,
         tokens=runtime.tokens,
         secrets=runtime.secrets,
+        health=runtime.health,
     )
     reconciler = Reconciler(owner=owner, shared=shared)
     # Kept after the daemon stops (deletion stops it first): the delete handler needs it.

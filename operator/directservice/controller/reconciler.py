@@ -15,33 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime
+import dataclasses
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from directservice.api.names import Owner
-from directservice.api.reasons import EventReason, Reason
-from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name, format_duration
-from directservice.api.status import EventSpec, PollResult
+from directservice.api.reasons import Reason
+from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name
+from directservice.api.status import PollResult
 from directservice.controller.config import OperatorConfig
+from directservice.controller.pipeline import Pipeline, poll_interval, utc_now
 from directservice.controller.reporter import Body, Reporter, generation_of, reported_provider
-from directservice.core.guard import (
-    GuardState,
-    ShrinkPolicy,
-    answer_ids,
-    check_shrink,
-    published_ids,
-)
-from directservice.core.model import Discovery, DiscoveryError, InternalError, summarize
+from directservice.controller.traffic import TrafficState
+from directservice.core.model import InternalError, summarize
 from directservice.discovery import parse_spec, provider_for
 from directservice.discovery.base import Provider
 from directservice.discovery.budget import RateBudgets, backoff_delay
 from directservice.discovery.credentials import SecretReader, TokenCache, no_secrets
 from directservice.discovery.httpclient import HttpClient
+from directservice.health.checker import HealthChecker
 from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.publisher import ClusterView, Publisher
@@ -62,10 +57,6 @@ class Stopped(Protocol):
     def wait(self) -> Awaitable[object]: ...
 
 
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class Shared:
     """What every DirectService of one operator process shares."""
@@ -77,6 +68,7 @@ class Shared:
     budgets: RateBudgets | None = None
     tokens: TokenCache = field(default_factory=TokenCache)
     secrets: SecretReader = no_secrets
+    health: HealthChecker | None = None  # one checker for every DirectService
 
 
 @dataclass
@@ -92,19 +84,24 @@ class Reconciler:
     _spec_source: Any = None
     _spec: DirectServiceSpec | None = None
     _provider: Provider | None = None
-    _published_source: object | None = None  # the provider spec behind what is published
-    _guard: GuardState = field(default_factory=GuardState)
+    _last_result: PollResult | None = None
+    _get_body: Callable[[], Body] | None = None
+    _refresh_pending: bool = False
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
         self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
         self.reporter = Reporter(self.owner, self.shared.writer, self.log)
+        self.traffic = TrafficState(self.owner, self.shared.health, self.request_refresh)
+        self.pipeline = Pipeline(self.owner, self.shared, self.log, self.publisher, self.traffic)
 
     # -- the loop ----------------------------------------------------------------
 
     async def run(self, get_body: Callable[[], Body], stopped: Stopped) -> None:
         """Poll until `stopped` (kopf's daemon flag) or close(). A spec edit sets `wake`."""
         metrics.track(self.owner.namespace, self.owner.name)
+        self._get_body = get_body
+        self.pipeline.answered_at = asyncio.get_running_loop().time()
         try:
             # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
             start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
@@ -124,6 +121,7 @@ class Reconciler:
                 await self._sleep(delay, stopped)
         finally:
             # Metric series stay: they live as long as the DirectService (handlers.forget).
+            self.traffic.close()
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
                 self._provider = None
@@ -134,6 +132,7 @@ class Reconciler:
         handler has cleaned up."""
         self.closed = True
         self.wake.set()
+        self.traffic.close()
         poll = self._in_flight
         if poll is not None and not poll.done():
             done, _ = await asyncio.wait({poll}, timeout=CLOSE_GRACE)
@@ -160,7 +159,7 @@ class Reconciler:
             return 5.0
 
     def interval(self, spec: DirectServiceSpec) -> float:
-        return max(float(spec.poll_interval), self.shared.config.min_poll_interval)
+        return poll_interval(spec, self.shared.config)
 
     def _parse(self, body: Body) -> DirectServiceSpec:
         source = body.get("spec")
@@ -205,8 +204,11 @@ class Reconciler:
             )  # fmt: skip
             await self.reporter.report(body, result)
             return INVALID_SPEC_RETRY
-        result = await self._sync(spec, generation)
+        assert self._provider is not None
+        synced = await self.pipeline.sync(spec, self._provider, generation, quiet=self.failures > 0)
+        result = self.pipeline.annotate(spec, synced)
         await self.reporter.report(body, result)
+        self._last_result = result
         interval = self.interval(spec)
         if result.failure_reason == Reason.SHRINK_HELD:  # not a failure: confirm at the pace
             return interval
@@ -244,92 +246,32 @@ class Reconciler:
             max(interval, self.shared.config.min_poll_interval), self.failures, self.rng
         )
 
-    async def _sync(self, spec: DirectServiceSpec, generation: int) -> PollResult:
-        kind = spec.provider_kind
-        started = time.monotonic()
+    # -- between polls -------------------------------------------------------------
+
+    def request_refresh(self) -> None:
+        """A health verdict turned or a drain ended: re-publish the accepted answer soon
+        (once for any number of requests made before it runs)."""
+        if self.closed or self._refresh_pending:
+            return
+        self._refresh_pending = True
+        asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
         try:
-            discovery = await self._discover(spec)
-        except DiscoveryError as exc:
-            metrics.DISCOVERY_REQUESTS.labels(kind, exc.reason).inc()
-            metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
-            level = logging.INFO if self.failures == 0 else logging.DEBUG  # once per outage
-            self.log.log(level, "discovery failed: %s: %s", exc.reason, exc.message)
-            return PollResult(
-                generation, kind, utc_now(), failure_reason=exc.reason,
-                failure_message=exc.message, retry_after=exc.retry_after,
-            )  # fmt: skip
-        metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
-        metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
-
-        verdict = check_shrink(
-            published_ids(self.publisher.published_slices()),
-            answer_ids(discovery.instances),
-            ShrinkPolicy(spec.max_shrink_percent, spec.shrink_confirmations),
-            self._guard,
-            source_changed=self._published_source not in (None, spec.provider),
-        )
-        self._guard = verdict.state
-        if not verdict.apply:
-            self.log.info("holding a shrinking answer: %s", verdict.message)
-            return PollResult(
-                generation, kind, utc_now(), failure_reason=Reason.SHRINK_HELD,
-                failure_message=verdict.message,
-            )  # fmt: skip
-        try:
-            writes = await self.publisher.publish(spec, discovery.instances)
-        except WriteError as exc:
-            self.log.warning("publishing failed: %s", exc.message)
-            return PollResult(
-                generation, kind, utc_now(), blocked_reason=exc.reason,
-                blocked_message=exc.message,
-            )  # fmt: skip
-        self._published_source = spec.provider
-        if verdict.confirmed_shrink:
-            await self.shared.writer.post_event(
-                self.owner, EventSpec("Normal", EventReason.SHRINK_APPLIED, verdict.message)
-            )
-        return self._success(spec, generation, discovery, writes)
-
-    def _success(
-        self, spec: DirectServiceSpec, generation: int, discovery: Discovery, writes: int
-    ) -> PollResult:
-        ready = sum(1 for inst in discovery.instances if inst.serving)
-        total = len(discovery.instances)
-        metrics.record_success(
-            self.owner.namespace, self.owner.name, ready, total, len(discovery.dropped)
-        )
-        if writes:
-            self.log.info("published %d endpoints (%d ready) in %d writes", total, ready, writes)
-        assert self._provider is not None
-        interval = self.interval(spec)
-        effective = self._provider.effective_interval(interval)
-        stretched = effective > interval + 0.5
-        return PollResult(
-            generation,
-            spec.provider_kind,
-            utc_now(),
-            ready=ready,
-            total=total,
-            published_changed=writes > 0,
-            dropped=len(discovery.dropped),
-            dropped_names=tuple(f"{d.entry} ({d.reason})" for d in discovery.dropped[:10]),
-            effective_interval=format_duration(effective) if stretched else None,
-            rate_limited_message=self._stretch_message(interval, effective) if stretched else None,
-        )
-
-    def _stretch_message(self, interval: float, effective: float) -> str:
-        assert self._provider is not None
-        members, calls = self._provider.sharing()
-        return (
-            f"{members} DirectServices share a budget of {calls or 0:g} calls/min; "
-            f"polling every {format_duration(effective)} instead of {format_duration(interval)}"
-        )
-
-    async def _discover(self, spec: DirectServiceSpec) -> Discovery:
-        assert self._provider is not None
-        for url in spec.provider.discovery_urls():
-            if not self.shared.config.host_allowed(url):
-                raise DiscoveryError(
-                    Reason.HOST_NOT_ALLOWED, f"{url} is not among the operator's allowed hosts"
-                )
-        return await self._provider.discover(self.shared.http)
+            async with self._busy:
+                self._refresh_pending = False  # a change from here on asks again
+                spec, answer, last = self._spec, self.pipeline.answer, self._last_result
+                if self.closed or spec is None or answer is None:
+                    return
+                try:
+                    await self.pipeline.publish(spec, answer)
+                except WriteError as exc:  # the next poll publishes again
+                    self.log.warning("re-publishing failed: %s", exc.message)
+                    return
+                if last is not None and self._get_body is not None:
+                    result = self.pipeline.annotate(spec, dataclasses.replace(last, now=utc_now()))
+                    await self.reporter.report(self._get_body(), result)
+                    self._last_result = result
+        except Exception as exc:  # the error boundary holds between polls too
+            self.log.error("internal error re-publishing: %s", summarize(exc), exc_info=exc)
+            metrics.INTERNAL_ERRORS.labels(self.owner.namespace, self.owner.name).inc()

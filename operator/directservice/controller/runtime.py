@@ -9,6 +9,7 @@ from directservice.controller.reconciler import Reconciler
 from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
+from directservice.health.checker import HealthChecker
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, api_client
 
@@ -31,6 +32,7 @@ class Runtime:
     http: HttpClient = field(default_factory=HttpClient)
     tokens: TokenCache = field(default_factory=TokenCache)  # one IAM login per credential
     budgets: RateBudgets = field(default_factory=RateBudgets)
+    health: HealthChecker = field(default_factory=HealthChecker)  # one pool for all
     # The poll loop of each DirectService, by (namespace, name).
     reconcilers: dict[tuple[str, str], Reconciler] = field(default_factory=dict)
 
@@ -43,4 +45,5 @@ class Runtime:
             writer=KubeWriter(api),
             secrets=SecretReader(api),
             budgets=RateBudgets(defaults=options.config.rate_budgets),
+            health=HealthChecker(max_in_flight=options.config.health_checks_in_flight),
         )

@@ -44,10 +44,21 @@ class EntryError(ValueError):
     """One entry is unusable; the message is the reason shown to the user."""
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """A field value as a message may show it: a scalar's repr, cut to `limit` characters;
+    an object or a list by its kind only, since it may hold anything (a token included)."""
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def coerce_number(value: Any, what: str) -> float:
     """Numbers arrive as int, float or string ("100", "0.5"); anything else is an error."""
     if isinstance(value, bool):
-        raise EntryError(f"{what} {value!r} is not a number")
+        raise EntryError(f"{what} {shown(value)} is not a number")
     if isinstance(value, int | float):
         try:
             number = float(value)
@@ -57,18 +68,18 @@ def coerce_number(value: Any, what: str) -> float:
         try:
             number = float(value.strip())
         except ValueError:
-            raise EntryError(f"{what} {value!r} is not a number") from None
+            raise EntryError(f"{what} {shown(value)} is not a number") from None
     else:
-        raise EntryError(f"{what} {value!r} is not a number")
+        raise EntryError(f"{what} {shown(value)} is not a number")
     if not math.isfinite(number):
-        raise EntryError(f"{what} {value!r} is not a finite number")
+        raise EntryError(f"{what} {shown(value)} is not a finite number")
     return number
 
 
 def parse_port(value: Any) -> int:
     number = coerce_number(value, "port")
     if not number.is_integer() or not 1 <= number <= 65535:
-        raise EntryError(f"port {value!r} is outside 1-65535")
+        raise EntryError(f"port {shown(value)} is outside 1-65535")
     return int(number)
 
 
@@ -77,25 +88,25 @@ def parse_weight(value: Any, default: float = 100.0) -> float:
         return default
     number = coerce_number(value, "weight")
     if number < 0:
-        raise EntryError(f"weight {value!r} is negative")
+        raise EntryError(f"weight {shown(value)} is negative")
     return number
 
 
 def parse_ip(value: Any) -> str:
     """A canonical IP literal that the API server accepts in an EndpointSlice."""
     if not isinstance(value, str) or not value.strip():
-        raise EntryError(f"address {value!r} is not an IP address")
+        raise EntryError(f"address {shown(value)} is not an IP address")
     text = value.strip()
     if "." in text and ":" not in text and _LEADING_ZERO_OCTET.search(text):
-        raise EntryError(f"address {text!r} has leading zeros")
+        raise EntryError(f"address {shown(text)} has leading zeros")
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
-        raise EntryError(f"address {text!r} is not an IP address") from None
+        raise EntryError(f"address {shown(text)} is not an IP address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        raise EntryError(f"address {text!r} is an IPv4-mapped IPv6 address")
+        raise EntryError(f"address {shown(text)} is an IPv4-mapped IPv6 address")
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        raise EntryError(f"address {text!r} has a zone index")
+        raise EntryError(f"address {shown(text)} has a zone index")
     for label, attribute in _FORBIDDEN:
         if getattr(address, attribute):
             raise EntryError(f"address {text} is {label}")
@@ -124,7 +135,7 @@ def parse_ready(value: Any, default: bool = True) -> bool:
             return True
         if word in _FALSE_WORDS:
             return False
-    raise EntryError(f"ready {str(value)[:40]!r} is not a boolean or a known status")
+    raise EntryError(f"ready {shown(value)} is not a boolean or a known status")
 
 
 def parse_scheme(value: Any) -> str | None:
@@ -132,7 +143,7 @@ def parse_scheme(value: Any) -> str | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str) or not _QUALIFIED_NAME.match(value.strip()):
-        raise EntryError(f"scheme {str(value)[:40]!r} is not a protocol name like http")
+        raise EntryError(f"scheme {shown(value)} is not a protocol name like http")
     return value.strip().lower()
 
 
@@ -140,15 +151,17 @@ def parse_hostname(value: Any) -> str | None:
     if value in (None, ""):
         return None
     if not isinstance(value, str) or len(value) > 63 or not _DNS_1123_LABEL.match(value):
-        raise EntryError(f"hostname {value!r} is not a DNS-1123 label")
+        raise EntryError(f"hostname {shown(value)} is not a DNS-1123 label")
     return value
 
 
 def describe_entry(entry: Mapping[str, Any]) -> str:
-    """A short label for a dropped entry; only address-like fields, never secrets."""
+    """A short label for a dropped entry; only address-like fields, and only their scalar
+    values (an object under "host" may hold anything), never secrets."""
     ip = next((entry[k] for k in ADDRESS_KEYS if k in entry), "?")
     port = entry.get("port", "?")
-    return f"{ip}:{port}"[:80]
+    parts = [v if isinstance(v, str | int | float) else "?" for v in (ip, port)]
+    return f"{parts[0]}:{parts[1]}"[:80]
 
 
 def merge_duplicates(instances: Iterable[Instance]) -> tuple[Instance, ...]:

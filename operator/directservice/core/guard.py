@@ -80,12 +80,14 @@ def answer_ids(instances: Iterable[Instance]) -> frozenset[EndpointId]:
 
 
 def published_ids(slices: Iterable[PublishedSlice]) -> frozenset[EndpointId]:
-    """The endpoints currently published; slices we cannot read count as empty."""
+    """The endpoints currently published, but those draining (terminating: the answer has
+    already dropped them); slices we cannot read count as empty."""
     return frozenset(
         (ip, slc.content.key.port)
         for slc in slices
         if slc.content is not None
-        for ip, _ in slc.content.endpoints
+        for ip, state in slc.content.endpoints
+        if not state.terminating
     )
 
 

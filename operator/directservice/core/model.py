@@ -109,11 +109,18 @@ class SliceKey:
 
 @dataclass(frozen=True)
 class EndpointState:
-    """One published endpoint inside a slice (its address is the key in the slice)."""
+    """One published endpoint inside a slice (its address is the key in the slice).
+
+    The three conditions are those of the EndpointSlice API: DNS returns only `ready`
+    endpoints; `serving` tells weight-aware proxies they may finish requests in flight;
+    `terminating` marks an instance that left discovery and is being drained.
+    """
 
     ready: bool
     weight: float
     hostname: str | None = None
+    serving: bool = True
+    terminating: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+from directservice.core.endpoints import Endpoint
 from directservice.core.model import (
     AddressFamily,
     DesiredSlice,
     EndpointState,
-    Instance,
     PublishedSlice,
     SliceContent,
     SliceKey,
@@ -37,18 +37,23 @@ def slice_name(service: str, family: AddressFamily, index: int) -> str:
 
 
 def desired_endpoints(
-    instances: Iterable[Instance], default_app_protocol: str | None
+    endpoints: Iterable[Endpoint], default_app_protocol: str | None
 ) -> dict[SliceKey, Members]:
-    """Group instances by what a slice must share: family, port and protocol."""
+    """Group endpoints by what a slice must share: family, port and protocol."""
     groups: dict[SliceKey, Members] = defaultdict(dict)
-    for inst in instances:
+    for endpoint in endpoints:
+        inst = endpoint.instance
         key = SliceKey(
             family=family_of(inst.ip),
             port=inst.port,
             app_protocol=inst.scheme or default_app_protocol,
         )
         groups[key][inst.ip] = EndpointState(
-            ready=inst.serving, weight=inst.weight, hostname=inst.hostname
+            ready=endpoint.ready,
+            weight=inst.weight,
+            hostname=endpoint.hostname,
+            serving=endpoint.serving,
+            terminating=endpoint.terminating,
         )
     return dict(groups)
 

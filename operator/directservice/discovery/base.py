@@ -28,6 +28,10 @@ from directservice.obs.metrics import BUDGET_WAIT
 # Vendor error codes look like "APIGW.0301" or "ModelArts.0104"; only text of this shape is
 # ever copied from a response body into a message (bodies may echo request headers).
 _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{1,31}\.[0-9]{2,6}$")
+# What json.loads raises for a body it cannot decode: JSONDecodeError and UnicodeDecodeError
+# (both ValueErrors), a plain ValueError for an integer of over 4300 digits, and
+# RecursionError for nesting deeper than the interpreter's stack allows.
+UNDECODABLE = (ValueError, RecursionError)
 
 
 class Provider(Protocol):
@@ -144,7 +148,7 @@ def error_code(resp: HttpResponse) -> str | None:
     """The vendor error code in a JSON error body ({"error_code": "APIGW.0301", ...}), if any."""
     try:
         body = json.loads(resp.body)
-    except (UnicodeDecodeError, ValueError):
+    except UNDECODABLE:
         return None
     if not isinstance(body, Mapping):
         return None
@@ -187,7 +191,7 @@ def check_status(resp: HttpResponse, success: frozenset[int] = frozenset({200}))
 def decode_json(resp: HttpResponse) -> Any:
     try:
         return json.loads(resp.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UNDECODABLE as exc:
         raise DiscoveryError(
             Reason.INVALID_JSON,
             f"{resp.url} returned a body that is not JSON ({exc.__class__.__name__})",

@@ -212,7 +212,9 @@ def parse_entries(
     dropped: list[DroppedEntry] = []
     for item in items:
         if not isinstance(item, Mapping):
-            dropped.append(DroppedEntry(entry=str(item)[:40], reason="entry is not an object"))
+            # A nested list is shown by kind only: it may hold whole objects, tokens included.
+            label = "a list" if isinstance(item, list) else str(item)[:40]
+            dropped.append(DroppedEntry(entry=label, reason="entry is not an object"))
             continue
         try:
             instances.append(build_instance(item, fields, allowed, guess=guess))

@@ -66,10 +66,14 @@ def _instance(raw: Any, at: str) -> StaticInstance:
     hostname = item.get("hostname")
     if hostname is not None and not isinstance(hostname, str):
         raise SpecError(f"{at}.hostname must be a string")
+    try:
+        weight = None if weight is None else float(weight)
+    except OverflowError:  # an integer beyond the float range
+        raise SpecError(f"{at}.weight is too large") from None
     return StaticInstance(
         ip=item["ip"],
         port=integer(item.get("port"), f"{at}.port", 1, 65535),
-        weight=None if weight is None else float(weight),
+        weight=weight,
         ready=True if ready is None else ready,
         hostname=hostname or None,
     )

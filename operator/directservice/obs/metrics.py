@@ -67,6 +67,41 @@ INTERNAL_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+DISCOVERY_STALE = Gauge(
+    "directservice_discovery_stale",
+    "1 while discovery has failed for longer than spec.maxStaleness (condition Stale), else 0.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+UNHEALTHY_ENDPOINTS = Gauge(
+    "directservice_unhealthy_endpoints",
+    "Instances failing their active health checks (published not ready unless in panic).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+HEALTH_PANIC = Gauge(
+    "directservice_health_panic",
+    "1 while too many instances fail their checks and all are kept published (HealthPanic).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+DRAINING_ENDPOINTS = Gauge(
+    "directservice_draining_endpoints",
+    "Instances that left discovery and are published as terminating for spec.drainSeconds.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+PER_SERVICE = (
+    READY_ENDPOINTS,
+    TOTAL_ENDPOINTS,
+    DROPPED_ENTRIES,
+    INTERNAL_ERRORS,
+    DISCOVERY_STALE,
+    UNHEALTHY_ENDPOINTS,
+    HEALTH_PANIC,
+    DRAINING_ENDPOINTS,
+)
+
 
 class _Freshness(Collector):
     """directservice_seconds_since_last_success, from remembered success times."""
@@ -107,7 +142,7 @@ def forget(namespace: str, name: str) -> None:
     """A DirectService was deleted: its series go with it (and only then, so a poll loop
     that is restarting never hides a stale service from the freshness alert)."""
     FRESHNESS.last_success.pop((namespace, name), None)
-    for series in (READY_ENDPOINTS, TOTAL_ENDPOINTS, DROPPED_ENTRIES, INTERNAL_ERRORS):
+    for series in PER_SERVICE:
         with contextlib.suppress(KeyError):
             series.remove(namespace, name)
 
@@ -116,3 +151,32 @@ def serve(address: str) -> None:
     """Serve /metrics on HOST:PORT in a background thread."""
     host, _, port = address.rpartition(":")
     start_http_server(int(port), addr=host or "0.0.0.0", registry=REGISTRY)
+
+
+# --- Active health checks (directservice.health.checker) ------------------------------------
+
+HEALTH_CHECKS = Counter(
+    "directservice_health_checks",
+    "Active health checks of published instances, by probe kind (tcp, http) and result.",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+HEALTH_CHECK_DURATION = Histogram(
+    "directservice_health_check_duration_seconds",
+    "Time a health check took, from its start to its verdict (timeouts included).",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+HEALTH_CHECKS_IN_FLIGHT = Gauge(
+    "directservice_health_checks_in_flight",
+    "Health checks running now (at most the checker's concurrency cap).",
+    registry=REGISTRY,
+)
+HEALTH_CHECK_LATENESS = Histogram(
+    "directservice_health_check_lateness_seconds",
+    "How late health checks start after their due time (waiting for a slot, a busy loop).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+# --- end of active health checks --------------------------------------------------------------

@@ -9,14 +9,15 @@ on the next poll.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.api.spec import DirectServiceSpec
-from directservice.core.model import Instance, PublishedSlice, ServiceShape, SlicePlan
+from directservice.core.endpoints import Endpoint
+from directservice.core.model import PublishedSlice, ServiceShape, SlicePlan
 from directservice.core.planner import desired_endpoints, plan_slices
 from directservice.publish.render import build_endpoint_slice, build_service, read_endpoint_slice
 from directservice.publish.writer import KubeWriter, WriteError
@@ -73,11 +74,11 @@ class Publisher:
         """The watch saw a slice deleted: any write of ours to it is gone too."""
         self._overlay.pop(name, None)
 
-    async def publish(self, spec: DirectServiceSpec, instances: tuple[Instance, ...]) -> int:
+    async def publish(self, spec: DirectServiceSpec, endpoints: Sequence[Endpoint]) -> int:
         """Write what differs; returns the number of writes (0 in steady state)."""
         shape = ServiceShape(
             port_name=spec.port.name,
-            port=spec.port.number or min(inst.port for inst in instances),
+            port=spec.port.number or min(e.instance.port for e in endpoints),
             app_protocol=spec.port.app_protocol,
             owner_uid=self.owner.uid,
         )
@@ -85,7 +86,7 @@ class Publisher:
         published = self.published_slices()
         plan = plan_slices(
             self.owner.name,
-            desired_endpoints(instances, spec.port.app_protocol),
+            desired_endpoints(endpoints, spec.port.app_protocol),
             published,
             port_name=spec.port.name,
             owner_uid=self.owner.uid,

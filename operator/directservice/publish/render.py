@@ -81,7 +81,11 @@ def build_endpoint_slice(owner: Owner, desired: DesiredSlice) -> dict[str, Any]:
     for ip, state in content.endpoints:
         endpoint: dict[str, Any] = {
             "addresses": [ip],
-            "conditions": {"ready": state.ready, "serving": state.ready, "terminating": False},
+            "conditions": {
+                "ready": state.ready,
+                "serving": state.serving,
+                "terminating": state.terminating,
+            },
         }
         if state.hostname:
             endpoint["hostname"] = state.hostname
@@ -138,18 +142,18 @@ def _read_content(obj: Mapping[str, Any], meta: Mapping[str, Any]) -> SliceConte
         if len(addresses) != 1:
             return None
         conditions = endpoint.get("conditions") or {}
+        # The API's defaults: ready and serving unset mean true, terminating unset false.
         ready = conditions.get("ready")
+        serving = conditions.get("serving")
         ip = addresses[0]
-        endpoints.append(
-            (
-                ip,
-                EndpointState(
-                    ready=True if ready is None else bool(ready),
-                    weight=float(weights.get(ip, 100)),
-                    hostname=endpoint.get("hostname"),
-                ),
-            )
+        state = EndpointState(
+            ready=True if ready is None else bool(ready),
+            weight=float(weights.get(ip, 100)),
+            hostname=endpoint.get("hostname"),
+            serving=True if serving is None else bool(serving),
+            terminating=bool(conditions.get("terminating")),
         )
+        endpoints.append((ip, state))
     key = SliceKey(
         family=AddressFamily(obj["addressType"]),
         port=int(port["port"]),
