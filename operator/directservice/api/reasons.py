@@ -33,6 +33,7 @@ class Reason(StrEnum):
     NO_VALID_ENTRIES = "NoValidEntries"
     # Policy and spec
     HOST_NOT_ALLOWED = "HostNotAllowed"
+    ADDRESS_NOT_ALLOWED = "AddressNotAllowed"  # the host resolved to a refused address
     INVALID_SPEC = "InvalidSpec"
     SHRINK_HELD = "ShrinkHeld"
     # Credentials
@@ -45,6 +46,7 @@ class Reason(StrEnum):
     # Publishing
     PUBLISH_CONFLICT = "PublishConflict"
     PUBLISH_SERVICE_CONFLICT = "PublishServiceConflict"
+    CONFLICT = "Conflict"  # a Service or EndpointSlice of that name is not ours: left alone
     PUBLISH_INVALID = "PublishInvalid"
     PUBLISH_FORBIDDEN = "PublishForbidden"
     PUBLISH_NOT_FOUND = "PublishNotFound"
