@@ -26,11 +26,10 @@ from typing import Any
 
 import pytest
 
-from devenv.netlab import (
+from devenv.netlab import Host, NetLab
+from devenv.netns import (
     LOCK_DIR,
-    Host,
     LabNetworks,
-    NetLab,
     ip,
     ip_batch,
     link_name,
