@@ -121,7 +121,7 @@ def test_a_panic_transition_is_one_status_change_and_one_event() -> None:
     panic, events = next_status(calm, result(panic=True, now="2026-12-01T00:01:00Z"))
     cond = condition(panic, "HealthPanic")
     assert (cond["status"], cond["reason"]) == ("True", Reason.HEALTH_PANIC)
-    assert [e.reason for e in events] == [Reason.HEALTH_PANIC]
+    assert [(e.type, e.reason) for e in events] == [("Warning", Reason.HEALTH_PANIC)]
     # Still in panic a poll later: nothing the user sees changes, so nothing is written.
     again, events = next_status(panic, result(panic=True, now="2026-12-01T00:02:00Z"))
     assert again == panic and events == []
@@ -137,7 +137,7 @@ def test_stale_turns_true_with_its_window_named_then_back() -> None:
     assert "1m" in cond["message"] and Reason.DISCOVERY_STALE in [e.reason for e in events]
     fresh, events = next_status(stale, result(stale=False, max_staleness="1m"))
     assert condition(fresh, "Stale")["reason"] == Reason.DISCOVERY_FRESH
-    assert Reason.DISCOVERY_FRESH in [e.reason for e in events]
+    assert ("Normal", Reason.DISCOVERY_FRESH) in [(e.type, e.reason) for e in events]
 
 
 def test_excluded_endpoints_are_named_and_cleared_with_a_merge_patch_null() -> None:

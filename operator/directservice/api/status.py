@@ -154,9 +154,11 @@ def next_status(
             old_cond is None and new["type"] in (PANIC, STALE) and new["status"] == "False"
         )
         if transitioned and not quiet_start:
+            # HealthPanic and Stale are bad news when True; the others when False.
+            bad = new["status"] == ("True" if new["type"] in (PANIC, STALE) else "False")
             events.append(
                 EventSpec(
-                    "Normal" if new["status"] == "True" else "Warning",
+                    "Warning" if bad else "Normal",
                     new["reason"],
                     new["message"],
                 )

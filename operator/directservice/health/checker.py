@@ -55,6 +55,7 @@ class _Watched:
 
     spec: HealthCheckSpec
     on_change: Callable[[], None]
+    key: str = ""  # the DirectService, for the transition's log line
     targets: dict[EndpointId, _Target] = field(default_factory=dict)
     failing: frozenset[EndpointId] = frozenset()
 
@@ -118,7 +119,7 @@ class HealthChecker:
             raise RuntimeError("the health checker is closed")
         now = self._now()
         old = self._watched.get(key)
-        watched = _Watched(spec, on_change)
+        watched = _Watched(spec, on_change, key)
         if old is not None and old.spec == spec:
             watched = old
             watched.on_change = on_change
@@ -262,8 +263,19 @@ class HealthChecker:
             before = target.state.healthy
             target.state = record(target.state, result.ok, spec)
             if target.state.healthy != before:
+                self._log_transition(target, result)
                 self._transition(target)
         self._wake()
+
+    def _log_transition(self, target: _Target, result: ProbeResult) -> None:
+        ip, port = target.endpoint
+        spec = target.owner.spec
+        if target.state.healthy:
+            log.info("[%s] %s:%s healthy again after %d passed checks", target.owner.key, ip,
+                     port, spec.healthy_threshold)  # fmt: skip
+        else:
+            log.info("[%s] %s:%s unhealthy after %d failed checks: %s", target.owner.key, ip,
+                     port, spec.unhealthy_threshold, result.reason)  # fmt: skip
 
     def _transition(self, target: _Target) -> None:
         watched = target.owner
