@@ -117,10 +117,11 @@ def test_format_duration(seconds: float, text: str) -> None:
     assert parse_duration(text, "f") == seconds
 
 
-def test_poll_interval_minimum() -> None:
+def test_poll_interval_bounds() -> None:
     assert parse_spec(minimal(pollInterval="1s")).poll_interval == 1.0
-    for text in ("999ms", "500ms", "0s"):
-        with pytest.raises(SpecError, match="at least 1s"):
+    assert parse_spec(minimal(pollInterval="1h")).poll_interval == 3600.0
+    for text in ("999ms", "500ms", "0s", "1h1s"):
+        with pytest.raises(SpecError, match="between 1s and 1h"):
             parse_spec(minimal(pollInterval=text))
 
 

@@ -5,6 +5,7 @@ Pure; shared by the spec parser and the providers' own spec sections.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,10 @@ def parse_duration(text: Any, field_name: str) -> float:
     parts = _DURATION_PART.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:
         raise SpecError(f"{field_name}: {str(text)[:40]!r} is not a duration like 5s, 1m or 1m30s")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    total = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(total):
+        raise SpecError(f"{field_name}: {str(text)[:40]!r} is too long")
+    return total
 
 
 def format_duration(seconds: float) -> str:
