@@ -11,12 +11,23 @@ from typing import Self
 from devenv.paths import child_env
 from devenv.procs import SingleProcess, free_port
 
+# The emulator and the test servers listen on loopback, which a real operator refuses both
+# as a discovery host and as an address: the opt-in a development operator needs.
+LOOPBACK_DISCOVERY_ARGS = (
+    "--allowed-host=127.0.0.1",
+    "--allowed-host=localhost",
+    "--allowed-host=::1",
+    "--allow-discovery-cidr=127.0.0.0/8",
+    "--allow-discovery-cidr=::1/128",
+)
+
 
 class OperatorProcess(SingleProcess):
     """Runs `python -m <module> run` against a kubeconfig until stopped.
 
     `module` is `directservice.cli` unless a caller needs another entry point with the same
-    `run` arguments; `extra_args` follow the loopback liveness and metrics addresses.
+    `run` arguments; `extra_args` follow the loopback liveness and metrics addresses and,
+    unless `loopback_discovery` is False, LOOPBACK_DISCOVERY_ARGS.
     """
 
     stop_timeout = 15.0  # more SIGTERM grace than the default before SIGKILL
@@ -28,10 +39,12 @@ class OperatorProcess(SingleProcess):
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         module: str = "directservice.cli",
+        loopback_discovery: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
-        self.extra_args = list(extra_args)
+        loopback = LOOPBACK_DISCOVERY_ARGS if loopback_discovery else ()
+        self.extra_args = [*loopback, *extra_args]
         self.module = module
         self.liveness_port = free_port()
         self.metrics_port = free_port()

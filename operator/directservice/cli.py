@@ -11,8 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from directservice import __version__
-from directservice.api.spec import parse_duration
-from directservice.controller.config import OperatorConfig, parse_rate_budget
+from directservice.api.spec import Network, parse_duration
+from directservice.controller.config import (
+    DEFAULT_ALLOWED_HOSTS,
+    OperatorConfig,
+    parse_cidr,
+    parse_host_rule,
+    parse_rate_budget,
+)
 from directservice.core.model import DiscoveryError
 
 EXIT_OK = 0
@@ -22,10 +28,23 @@ EXIT_DISCOVERY = 3
 
 
 def _operator_config(args: argparse.Namespace) -> OperatorConfig:
+    from directservice.discovery import registry
+
     budgets = dict(parse_rate_budget(text) for text in args.rate_budget)
+    kinds = registry.kinds()
+    # Any --allowed-host replaces the defaults, so a list narrowed by hand is never widened.
+    hosts = tuple(parse_host_rule(text, kinds) for text in args.allowed_host)
+
+    def cidrs(flag: str, texts: list[str]) -> tuple[Network, ...]:
+        return tuple(parse_cidr(text, flag) for text in texts)
+
     return OperatorConfig(
         min_poll_interval=parse_duration(args.min_poll_interval, "--min-poll-interval"),
-        allowed_hosts=tuple(args.allowed_host),
+        allowed_hosts=hosts or DEFAULT_ALLOWED_HOSTS,
+        discovery_cidrs=cidrs("--allow-discovery-cidr", args.allow_discovery_cidr),
+        service_cidrs=cidrs("--service-cidr", args.service_cidr),
+        pod_cidrs=cidrs("--pod-cidr", args.pod_cidr),
+        denied_cidrs=cidrs("--denied-cidr", args.denied_cidr),
         rate_budgets=budgets,
         health_checks_in_flight=args.health_checks_in_flight,
     )
@@ -106,12 +125,35 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="most active health checks running at once, over all DirectServices",
     )
+    defaults = " ".join(str(rule) for rule in DEFAULT_ALLOWED_HOSTS)
     run.add_argument(
         "--allowed-host",
         action="append",
         default=[],
-        help="discovery host glob a DirectService may point at (repeatable; default: any)",
+        metavar="[PROVIDER=]GLOB",
+        help="discovery host glob, for one provider or all (repeatable; replaces the default: "
+        f"{defaults}; '*' allows any host, unsafe where DirectService authors are not admins)",
     )
+    run.add_argument(
+        "--allow-discovery-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="network discovery may connect to although loopback, link-local, unspecified, "
+        "multicast or a cloud metadata address (repeatable; default: none)",
+    )
+    for flag, what in (
+        ("--service-cidr", "the cluster's Service network"),
+        ("--pod-cidr", "the cluster's pod network"),
+        ("--denied-cidr", "another network, e.g. the nodes' or the API server's"),
+    ):
+        run.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="CIDR",
+            help=f"{what}: no published address may fall in it (repeatable)",
+        )
     run.add_argument(
         "--rate-budget",
         action="append",

@@ -182,6 +182,7 @@ def rendered(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> list[dic
         "healthPort": free_port(),
         "metrics": {"port": free_port()},
         "allowedDiscoveryHosts": ["127.0.0.1"],  # the emulator
+        "allowedDiscoveryCIDRs": ["127.0.0.0/8"],  # ... which listens on loopback
     }
     return render_chart(tools.helm, tmp_path_factory.mktemp("image-chart"), values, NAMESPACE)
 

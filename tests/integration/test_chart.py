@@ -19,7 +19,7 @@ import yaml
 
 from devenv.controlplane import ControlPlane
 from devenv.tools import Tools
-from directservice.cli import build_parser
+from directservice.cli import _operator_config, build_parser
 from support import REPO, get_json
 
 pytestmark = pytest.mark.integration
@@ -196,7 +196,17 @@ def test_every_flag_the_chart_passes_is_accepted_by_the_cli(helm: Helm) -> None:
     args = container(helm.render(CI / "options-values.yaml", CI / "namespaced-values.yaml"))["args"]
     parsed = build_parser().parse_args(args)
     assert parsed.namespace == ["team-a", "team-b"]
-    assert parsed.allowed_host == ["*.pai-eas.aliyuncs.com", "pai-eas-vpc.cn-shanghai.aliyuncs.com"]
+    assert parsed.allowed_host == [
+        "paiEas=*.pai-eas.aliyuncs.com",
+        "pai-eas-vpc.cn-shanghai.aliyuncs.com",
+    ]
+    assert parsed.allow_discovery_cidr == ["127.0.0.0/8"]
+    assert (parsed.service_cidr, parsed.pod_cidr, parsed.denied_cidr) == (
+        ["10.96.0.0/12", "fd00:10:96::/108"],
+        ["10.244.0.0/16"],
+        ["192.168.10.0/24"],
+    )
+    _operator_config(parsed)  # and the operator takes every value as it is rendered
     assert sorted(parsed.rate_budget) == ["modelArts=20", "paiEas=600"]
     assert (parsed.log_level, parsed.log_format, parsed.min_poll_interval) == (
         "debug",
@@ -373,12 +383,16 @@ def test_options_reach_the_pod(helm: Helm) -> None:
         ({"resources": {"requests": {"cpu": "lots"}}}, "at '/resources/requests/cpu'"),
         ({"tolerations": [{"key": "a", "operater": "Exists"}]}, "'operater' not allowed"),
         ({"podLabels": {"tier": 3}}, "at '/podLabels/tier'"),
+        ({"allowedDiscoveryHosts": ["paiEaz=*.aliyuncs.com"]}, "at '/allowedDiscoveryHosts/0'"),
+        ({"allowedDiscoveryCIDRs": ["loopback"]}, "at '/allowedDiscoveryCIDRs/0'"),
+        ({"clusterNetworks": {"serviceCIDR": []}}, "additional properties 'serviceCIDR'"),
     ],
     ids=[
         "typo-top-level", "typo-nested", "typo-in-peering", "replicas-string",
         "namespaces-not-list", "log-level-enum", "log-format-enum", "duration",
         "budget-zero", "budget-string", "namespace-invalid", "bool-as-string",
-        "quantity", "toleration-typo", "label-not-string",
+        "quantity", "toleration-typo", "label-not-string", "host-provider-typo",
+        "cidr-not-cidr", "cluster-networks-typo",
     ],
 )  # fmt: skip
 def test_schema_rejects_bad_values(

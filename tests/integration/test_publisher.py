@@ -172,7 +172,8 @@ def test_a_foreign_service_of_the_same_name_is_a_conflict_and_left_alone(
 
     err = refused(pub, THREE)
 
-    assert err.reason == Reason.PUBLISH_SERVICE_CONFLICT
+    assert err.reason == Reason.CONFLICT
+    assert "not managed by directservice.io" in err.message
     assert NAME in err.message
     assert api_service(control_plane, namespace) == before
     assert api_slices(control_plane, namespace) == []

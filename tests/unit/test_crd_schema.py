@@ -191,7 +191,6 @@ def test_defaults_fill_a_minimal_spec() -> None:
             "10.0.0.0/8",
             "172.16.0.0/12",
             "192.168.0.0/16",
-            "100.64.0.0/10",
             "fc00::/7",
         ],
         "maxShrinkPercent": 50,

@@ -138,6 +138,20 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
 {{- range .Values.allowedDiscoveryHosts }}
 - {{ printf "--allowed-host=%s" . | quote }}
 {{- end }}
+{{- range .Values.allowedDiscoveryCIDRs }}
+- --allow-discovery-cidr={{ . }}
+{{- end }}
+{{- with .Values.clusterNetworks }}
+{{- range .serviceCIDRs }}
+- --service-cidr={{ . }}
+{{- end }}
+{{- range .podCIDRs }}
+- --pod-cidr={{ . }}
+{{- end }}
+{{- range .deniedCIDRs }}
+- --denied-cidr={{ . }}
+{{- end }}
+{{- end }}
 {{- range $provider, $calls := .Values.rateBudgets }}
 - --rate-budget={{ $provider }}={{ $calls }}
 {{- end }}

@@ -45,7 +45,6 @@ class Reason(StrEnum):
     CREDENTIALS_REJECTED = "CredentialsRejected"
     # Publishing
     PUBLISH_CONFLICT = "PublishConflict"
-    PUBLISH_SERVICE_CONFLICT = "PublishServiceConflict"
     CONFLICT = "Conflict"  # a Service or EndpointSlice of that name is not ours: left alone
     PUBLISH_INVALID = "PublishInvalid"
     PUBLISH_FORBIDDEN = "PublishForbidden"

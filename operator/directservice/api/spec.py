@@ -49,6 +49,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_POLL_INTERVAL = 5.0
 MIN_POLL_INTERVAL = 1.0
+MAX_POLL_INTERVAL = 3600.0
 MAX_ENDPOINTS_PER_SLICE = 1000
 DEFAULT_MAX_SHRINK_PERCENT = 50
 DEFAULT_SHRINK_CONFIRMATIONS = 3
@@ -58,12 +59,14 @@ MAX_ALLOWED_CIDRS = 64
 DEFAULT_DRAIN_SECONDS = 10
 MAX_DRAIN_SECONDS = 3600
 
-# Private (RFC 1918), carrier-grade NAT (RFC 6598) and unique-local IPv6 (RFC 4193): where
-# instances in a peered VPC live. A discovery answer pointing elsewhere (a public address, a
-# cloud metadata endpoint) is more likely an attack or a bug than a model instance.
+# Private IPv4 (RFC 1918) and unique-local IPv6 (RFC 4193): where instances in a peered VPC
+# live. A discovery answer pointing elsewhere (a public address, a cloud metadata endpoint)
+# is more likely an attack or a bug than a model instance. Carrier-grade NAT space
+# (100.64.0.0/10) is left out: on Alibaba Cloud it holds the platform's own services (the
+# metadata service at 100.100.100.200, DNS, NTP) and no VPC may use it.
 DEFAULT_ALLOWED_CIDRS: tuple[Network, ...] = tuple(
     ipaddress.ip_network(cidr)
-    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
 
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -134,13 +137,19 @@ def parse_spec(raw: Any, parse_provider: ProviderParser) -> DirectServiceSpec:
     spec = mapping(raw, "spec")
     provider = parse_provider(spec.get("provider"))
     poll = parse_duration(spec.get("pollInterval", "5s"), "spec.pollInterval")
-    if poll < MIN_POLL_INTERVAL:
-        raise SpecError(f"spec.pollInterval must be at least {format_duration(MIN_POLL_INTERVAL)}")
+    # The CRD's bounds again: an object stored under an older CRD may hold anything, and a
+    # 0s timeout would mean "no timeout" to the HTTP client.
+    if not MIN_POLL_INTERVAL <= poll <= MAX_POLL_INTERVAL:
+        raise SpecError("spec.pollInterval must be between 1s and 1h")
     raw_timeouts = mapping(spec.get("timeouts"), "spec.timeouts", default={})
     timeouts = Timeouts(
         connect=parse_duration(raw_timeouts.get("connect", "2s"), "spec.timeouts.connect"),
         read=parse_duration(raw_timeouts.get("read", "5s"), "spec.timeouts.read"),
     )
+    if not 0.1 <= timeouts.connect <= 60.0:
+        raise SpecError("spec.timeouts.connect must be between 100ms and 60s")
+    if not 0.1 <= timeouts.read <= 300.0:
+        raise SpecError("spec.timeouts.read must be between 100ms and 5m")
     return DirectServiceSpec(
         provider=provider,
         poll_interval=poll,

@@ -17,6 +17,7 @@ READY = "Ready"
 PANIC: str = Reason.HEALTH_PANIC  # the condition type is the word of its True reason
 STALE = "Stale"  # only with spec.maxStaleness (HealthPanic only with spec.healthCheck)
 MAX_NAMED_EXCLUSIONS = 64
+MAX_NAMED_CONFLICTS = 16
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class PollResult:
     panic_threshold: int = 50
     stale: bool | None = None  # None: no spec.maxStaleness
     max_staleness: str = ""
+    # Objects of the DirectService's name it does not own (left alone), in words; current
+    # whatever the poll's outcome, as they come from the watches.
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,10 @@ def next_status(
         if named or status.get("excludedEndpoints") is not None:
             status["excludedEndpoints"] = named or None  # merge patch: none excluded now
 
+    conflicts = [text[:1024] for text in result.conflicts[:MAX_NAMED_CONFLICTS]]  # the CRD's caps
+    if conflicts or status.get("conflicts") is not None:
+        status["conflicts"] = conflicts or None  # merge patch: none left
+
     ready = status.get("readyEndpoints", 0)
     readiness = (
         ("True", Reason.ENDPOINTS_PUBLISHED, f"{ready} ready endpoints published")
@@ -163,6 +171,10 @@ def next_status(
                     new["message"],
                 )
             )
+    # One Warning per new set of conflicts, unless a condition turning to Conflict said it.
+    said = any(event.reason == Reason.CONFLICT for event in events)
+    if conflicts and conflicts != old.get("conflicts") and not said:
+        events.append(EventSpec("Warning", Reason.CONFLICT, "; ".join(conflicts)))
     # A condition whose feature was switched off goes; conditions of other writers stay.
     others = [c for c in conditions if c.get("type") not in (HEALTHY, READY, PANIC, STALE)]
     status["conditions"] = new_conditions + others

@@ -3,9 +3,40 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from dataclasses import dataclass, field
 
 from yarl import URL
+
+from directservice.api.spec import Network
+from directservice.core.entries import DeniedNetwork
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """One --allowed-host entry: a host glob, for one provider kind or (None) for every kind."""
+
+    glob: str
+    kind: str | None = None
+
+    def matches(self, kind: str, host: str) -> bool:
+        if self.kind is not None and self.kind != kind:
+            return False
+        return fnmatch.fnmatchcase(host, self.glob.lower())
+
+    def __str__(self) -> str:
+        return self.glob if self.kind is None else f"{self.kind}={self.glob}"
+
+
+# The providers' own endpoint domains, each for its own kind only: a paiEas spec cannot
+# reach a Huawei host nor the reverse, and httpJson, whose URL can be anything, has none.
+# PAI-EAS: pai-eas-vpc.{region}.aliyuncs.com and {uid}.vpc.{region}.pai-eas.aliyuncs.com;
+# ModelArts and IAM: modelarts.{region}.myhuaweicloud.com, iam.{region}.myhuaweicloud.com.
+DEFAULT_ALLOWED_HOSTS: tuple[HostRule, ...] = (
+    HostRule("pai-eas-vpc.*.aliyuncs.com", "paiEas"),
+    HostRule("*.pai-eas.aliyuncs.com", "paiEas"),
+    HostRule("*.myhuaweicloud.com", "modelArts"),
+)
 
 
 @dataclass(frozen=True)
@@ -13,18 +44,29 @@ class OperatorConfig:
     """Cluster-wide policy a DirectService cannot override."""
 
     min_poll_interval: float = 1.0
-    # Host globs discovery URLs may point at; empty allows any host.
-    allowed_hosts: tuple[str, ...] = ()
+    # Hosts discovery URLs may point at. Never empty-means-any: "*" must be said.
+    allowed_hosts: tuple[HostRule, ...] = DEFAULT_ALLOWED_HOSTS
+    # Networks discovery may connect to although loopback, link-local, metadata, ...
+    discovery_cidrs: tuple[Network, ...] = ()
+    # Networks no published address may fall in, whatever spec.allowedCIDRs says.
+    service_cidrs: tuple[Network, ...] = ()
+    pod_cidrs: tuple[Network, ...] = ()
+    denied_cidrs: tuple[Network, ...] = ()
     # Calls per minute per provider kind, shared per credential.
     rate_budgets: dict[str, float] = field(default_factory=dict)
     # Health checks in flight at once, over every DirectService of the process.
     health_checks_in_flight: int = 512
 
-    def host_allowed(self, url: str) -> bool:
-        if not self.allowed_hosts:
-            return True
+    def host_allowed(self, kind: str, url: str) -> bool:
         host = (URL(url).host or "").lower()
-        return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in self.allowed_hosts)
+        return bool(host) and any(rule.matches(kind, host) for rule in self.allowed_hosts)
+
+    def denied_networks(self) -> tuple[DeniedNetwork, ...]:
+        return (
+            *(DeniedNetwork(net, "the cluster's Service network") for net in self.service_cidrs),
+            *(DeniedNetwork(net, "the cluster's pod network") for net in self.pod_cidrs),
+            *(DeniedNetwork(net, "a network the operator denies") for net in self.denied_cidrs),
+        )
 
 
 def parse_rate_budget(text: str) -> tuple[str, float]:
@@ -39,3 +81,23 @@ def parse_rate_budget(text: str) -> tuple[str, float]:
             f"--rate-budget {text!r}: expected PROVIDER=CALLS_PER_MINUTE, e.g. modelArts=20"
         )
     return provider, calls
+
+
+def parse_host_rule(text: str, kinds: tuple[str, ...]) -> HostRule:
+    """ "paiEas=*.pai-eas.aliyuncs.com" → that glob for paiEas; "example.com" → for every kind."""
+    kind, sep, glob = text.partition("=")
+    if not sep:
+        kind, glob = "", text
+    if not glob.strip() or glob != glob.strip():
+        raise ValueError(f"--allowed-host {text!r}: expected [PROVIDER=]HOST_GLOB")
+    if sep and kind not in kinds:
+        raise ValueError(f"--allowed-host {text!r}: {kind!r} is no provider ({', '.join(kinds)})")
+    return HostRule(glob, kind or None)
+
+
+def parse_cidr(text: str, flag: str) -> Network:
+    """A network with its host bits zero ("10.96.0.0/12"); "10.96.0.1/12" is likely a typo."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{flag} {text!r}: {exc}") from None

@@ -1,8 +1,13 @@
 """kopf wiring: the only module that imports kopf.
 
-- Two indexes keep our Services and EndpointSlices in memory (server-side label
-  selectors keep the watches small), so polls never GET or LIST. Their DELETED events tell
-  the DirectService's publisher that something it wrote is gone.
+- Two indexes keep Services and EndpointSlices in memory (server-side label selectors keep
+  the watches small), so polls never GET or LIST. Their DELETED events tell the
+  DirectService's publisher that something it wrote is gone.
+- Tenancy: the Service watch sees only Services labelled as ours; one of our name that is
+  not ours is found by a refused create. The slice watch sees every slice that names a
+  Service, except the built-in EndpointSlice controller's (the bulk of a cluster's slices and
+  of their churn; it serves only Services with a selector, and ours have none), so slices
+  that serve under a DirectService's name without being its own are seen and reported.
 - One async daemon per DirectService runs its poll loop; kopf stops it on deletion
   and when a higher-priority peer takes over.
 - Nothing returns a value from a handler: kopf would write it to status every time.
@@ -27,7 +32,6 @@ from directservice.api.names import (
     MANAGED_BY,
     PLURAL,
     SERVICE_SELECTOR,
-    SLICE_SELECTOR,
     VERSION,
     Owner,
 )
@@ -35,12 +39,16 @@ from directservice.controller.reconciler import Reconciler, Shared
 from directservice.controller.runtime import Options, Runtime
 from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.obs import metrics
-from directservice.publish.render import read_endpoint_slice, read_service_shape
+from directservice.publish.render import Foreign, observe_service, observe_slice
 
 log = logging.getLogger(__name__)
 
-SliceIndex = kopf.Index[tuple[str | None, str], PublishedSlice]
-ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | None]
+SliceIndex = kopf.Index[tuple[str | None, str], PublishedSlice | Foreign]
+ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | Foreign]
+# Every slice that names a Service but the built-in controller's (`!=` matches a slice
+# without the label too): ours, and those that would serve under our names.
+BUILTIN_SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+WATCHED_SLICES = f"{LABEL_SERVICE_NAME},{LABEL_MANAGED_BY}!={BUILTIN_SLICE_CONTROLLER}"
 
 
 def runtime_of(memo: kopf.Memo) -> Runtime:
@@ -51,18 +59,24 @@ def runtime_of(memo: kopf.Memo) -> Runtime:
 
 
 class IndexView:
-    """ClusterView over the two kopf indexes."""
+    """TenancyView over the two kopf indexes: ours, and what is not ours, told apart."""
 
     def __init__(self, slices: SliceIndex, services: ServiceIndex) -> None:
         self._slices = slices
         self._services = services
 
     def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
-        return list(self._slices.get((namespace, name), ()))
+        found = self._slices.get((namespace, name), ())
+        return [s for s in found if isinstance(s, PublishedSlice)]
 
     def service(self, namespace: str, name: str) -> ServiceShape | None:
-        found = list(self._services.get((namespace, name), ()))
-        return found[0] if found else None
+        found = self._services.get((namespace, name), ())
+        return next((s for s in found if isinstance(s, ServiceShape)), None)
+
+    def foreign(self, namespace: str, name: str) -> list[Foreign]:
+        key = (namespace, name)
+        found = [*self._services.get(key, ()), *self._slices.get(key, ())]
+        return [f for f in found if isinstance(f, Foreign)]
 
 
 async def run(options: Options) -> None:
@@ -94,7 +108,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # we post our own Events, on transitions only
-    settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = SLICE_SELECTOR
+    settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = WATCHED_SLICES
     settings.watching.label_selectors["", "services"] = SERVICE_SELECTOR
     if options.namespaces:
         # Namespaced mode runs on Roles only: no cluster-wide namespace or CRD scanning.
@@ -103,18 +117,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.name = options.peering or "directservice-operator"
 
 
-@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels={LABEL_MANAGED_BY: MANAGED_BY})
+@kopf.index("discovery.k8s.io", "v1", "endpointslices")
 def dsvc_slices(
     *, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str], PublishedSlice]:
-    return {(namespace, labels.get(LABEL_SERVICE_NAME, "")): read_endpoint_slice(body)}
+) -> dict[tuple[str | None, str], PublishedSlice | Foreign]:
+    seen = observe_slice(body)
+    return {} if seen is None else {(namespace, labels.get(LABEL_SERVICE_NAME, "")): seen}
 
 
 @kopf.index("", "v1", "services", labels={LABEL_APP_MANAGED_BY: MANAGED_BY})
 def dsvc_services(
     *, namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str], ServiceShape | None]:
-    return {(namespace, name): read_service_shape(body)}
+) -> dict[tuple[str | None, str], ServiceShape | Foreign]:
+    return {(namespace, name): observe_service(body)}
 
 
 # async: kopf runs sync handlers in threads, and these touch the publishers' state.
@@ -193,9 +208,18 @@ async def cleanup_owned(
         await reconciler.close()  # no poll may write after the cleanup below
         pending = reconciler.publisher.service_pending()
     services: ServiceIndex = kwargs["dsvc_services"]
-    found = list(services.get((namespace, name), ()))
-    ours = pending or (bool(found) and found[0] is not None and found[0].owner_uid == uid)
-    await runtime.writer.delete_owned(Owner(str(namespace), name, uid), service_is_ours=ours)
+    ours = pending or any(isinstance(s, ServiceShape) for s in services.get(key, ()))
+    # A slice that is not ours but carries our labels must survive a delete by label.
+    slices: SliceIndex = kwargs["dsvc_slices"]
+    seen = list(slices.get(key, ()))
+    only: list[PublishedSlice] | None = None
+    if any(isinstance(s, Foreign) and s.labelled for s in seen):
+        only = (
+            reconciler.publisher.published_slices()
+            if reconciler is not None
+            else [s for s in seen if isinstance(s, PublishedSlice)]
+        )
+    await runtime.writer.delete_owned(Owner(str(namespace), name, uid), ours, only)
     # Only now: a failed cleanup is retried, and the retry needs the publisher's knowledge.
     runtime.reconcilers.pop(key, None)
     metrics.forget(str(namespace), name)

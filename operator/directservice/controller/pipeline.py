@@ -22,6 +22,7 @@ from directservice.api.status import EventSpec, PollResult
 from directservice.controller.config import OperatorConfig
 from directservice.controller.traffic import TrafficState
 from directservice.core.endpoints import endpoint_text, is_excluded
+from directservice.core.entries import drop_denied
 from directservice.core.guard import (
     GuardState,
     ShrinkPolicy,
@@ -30,7 +31,9 @@ from directservice.core.guard import (
     published_ids,
 )
 from directservice.core.model import Discovery, DiscoveryError
+from directservice.discovery.addresses import AddressPolicy
 from directservice.discovery.base import Provider
+from directservice.discovery.httpclient import redact_url
 from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.publisher import Publisher
@@ -131,7 +134,8 @@ class Pipeline:
         if spec.max_staleness is not None:
             answered = self.answered_at or 0.0
             stale = asyncio.get_running_loop().time() - answered > spec.max_staleness
-            metrics.DISCOVERY_STALE.labels(self.owner.namespace, self.owner.name).set(int(stale))
+        # 0 when unset too: a gauge left at 1 would keep the alert firing after the edit.
+        metrics.DISCOVERY_STALE.labels(self.owner.namespace, self.owner.name).set(int(bool(stale)))
         check = spec.health_check
         return dataclasses.replace(
             result,
@@ -181,10 +185,16 @@ class Pipeline:
         )
 
     async def _discover(self, spec: DirectServiceSpec) -> Discovery:
+        """Discovery within the operator's bounds: every URL's host allowed for its provider,
+        every address connected to allowed (the restricted client), and nothing published
+        in the cluster's own networks."""
         assert self.provider is not None
+        config, kind = self.shared.config, spec.provider_kind
         for url in spec.provider.discovery_urls():
-            if not self.shared.config.host_allowed(url):
+            if not config.host_allowed(kind, url):
                 raise DiscoveryError(
-                    Reason.HOST_NOT_ALLOWED, f"{url} is not among the operator's allowed hosts"
+                    Reason.HOST_NOT_ALLOWED,
+                    f"{redact_url(url)} is not among the operator's allowed hosts for {kind}",
                 )
-        return await self.provider.discover(self.shared.http)
+        http = self.shared.http.restricted(AddressPolicy(config.discovery_cidrs))
+        return drop_denied(await self.provider.discover(http), config.denied_networks())

@@ -91,7 +91,9 @@ class Reconciler:
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
         self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
-        self.reporter = Reporter(self.owner, self.shared.writer, self.log)
+        self.reporter = Reporter(
+            self.owner, self.shared.writer, self.log, conflicts=self.publisher.conflicts
+        )
         self.traffic = TrafficState(self.owner, self.shared.health, self.request_refresh)
         self.pipeline = Pipeline(self.owner, self.shared, self.log, self.publisher, self.traffic)
 

@@ -4,16 +4,22 @@ changed, so a steady state costs no API writes. Reads of a stored object tolerat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from directservice.api.names import Owner
 from directservice.api.status import PollResult, next_status, status_differs
+from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.writer import KubeWriter, WriteError
 
 Body = Mapping[str, Any]
+
+
+def no_conflicts() -> tuple[str, ...]:
+    return ()
 
 
 @dataclass
@@ -21,11 +27,18 @@ class Reporter:
     owner: Owner
     writer: KubeWriter
     log: ObjectLogger
+    # What is in the way, as the publisher sees it now (publisher.conflicts).
+    conflicts: Callable[[], tuple[str, ...]] = no_conflicts
     _status: dict[str, Any] | None = field(default=None, repr=False)  # the last one written
 
     async def report(self, body: Body, result: PollResult) -> None:
         """Patch status if it differs, then post the Events of its transitions. A failed
         patch is retried with the next poll's result; a failed Event is dropped."""
+        conflicts = self.conflicts()
+        metrics.CONFLICTING_OBJECTS.labels(self.owner.namespace, self.owner.name).set(
+            len(conflicts)
+        )
+        result = dataclasses.replace(result, conflicts=conflicts)
         old = self._status if self._status is not None else status_of(body)
         new, events = next_status(old, result)
         if status_differs(old, new):

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from directservice.api.reasons import Reason
@@ -38,6 +39,18 @@ _FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("link-local", "is_link_local"),
     ("multicast", "is_multicast"),
 )
+# Cloud instance metadata services hand out the node's cloud credentials. 169.254.169.254
+# (AWS, GCP, Azure, Huawei Cloud, OpenStack) is link-local anyway; the others sit in ranges
+# people do allow: 100.100.100.200 (Alibaba Cloud, in 100.64.0.0/10), fd00:ec2::254 (AWS)
+# and fd20:ce::254 (GCP, both in fc00::/7), 168.63.129.16 (Azure's WireServer).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(text)
+    for text in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254", "fd20:ce::254",
+                 "168.63.129.16")
+)  # fmt: skip
+METADATA = "a cloud metadata service"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class EntryError(ValueError):
@@ -107,10 +120,19 @@ def parse_ip(value: Any) -> str:
         raise EntryError(f"address {shown(text)} is an IPv4-mapped IPv6 address")
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise EntryError(f"address {shown(text)} has a zone index")
+    label = refused_kind(address)
+    if label is not None:
+        raise EntryError(f"address {text} is {label}")
+    return str(address)
+
+
+def refused_kind(address: IPAddress) -> str | None:
+    """What makes `address` one that is never published (nor, unless the operator allows it,
+    connected to for discovery): "loopback", "link-local", ...; None for any other."""
     for label, attribute in _FORBIDDEN:
         if getattr(address, attribute):
-            raise EntryError(f"address {text} is {label}")
-    return str(address)
+            return label
+    return METADATA if address in METADATA_ADDRESSES else None
 
 
 def check_allowed(ip: str, allowed: Sequence[Network]) -> None:
@@ -118,6 +140,42 @@ def check_allowed(ip: str, allowed: Sequence[Network]) -> None:
     address = ipaddress.ip_address(ip)
     if not any(address.version == net.version and address in net for net in allowed):
         raise EntryError(f"address {ip} is outside spec.allowedCIDRs")
+
+
+@dataclass(frozen=True)
+class DeniedNetwork:
+    """A network no DirectService may publish into, whatever its allowedCIDRs say."""
+
+    network: Network
+    what: str  # how a dropped entry's reason names it, e.g. "the cluster's Service network"
+
+
+def check_denied(ip: str, denied: Sequence[DeniedNetwork]) -> None:
+    """Refuse a (canonical) address inside one of the operator's denied networks."""
+    address = ipaddress.ip_address(ip)
+    for net in denied:
+        if address.version == net.network.version and address in net.network:
+            raise EntryError(f"address {ip} is in {net.what} {net.network}")
+
+
+def drop_denied(discovery: Discovery, denied: Sequence[DeniedNetwork]) -> Discovery:
+    """`discovery` without the instances in denied networks, which join its dropped entries.
+    The last-known-good rule applies again, so an answer left with nothing to publish is a
+    failed poll (NoValidEntries), never an empty publication."""
+    if not denied:
+        return discovery
+    kept: list[Instance] = []
+    dropped = list(discovery.dropped)
+    for inst in discovery.instances:
+        try:
+            check_denied(inst.ip, denied)
+        except EntryError as exc:
+            dropped.append(DroppedEntry(entry=f"{inst.ip}:{inst.port}", reason=str(exc)))
+        else:
+            kept.append(inst)
+    if len(kept) == len(discovery.instances):
+        return discovery
+    return accept(kept, dropped)
 
 
 def parse_ready(value: Any, default: bool = True) -> bool:

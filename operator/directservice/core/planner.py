@@ -6,7 +6,9 @@ It follows the upstream EndpointSlice reconciler's rules:
   slice that can take all of them, and only then new slices;
 - a slice that would be deleted while another is created is rewritten instead
   (same address family: addressType is immutable);
-- emptied slices are removed.
+- emptied slices are removed;
+- new slices never take a name that is taken, by our slices or by `reserved` ones (slices
+  of that name that are not ours: they are never written).
 Pure: no I/O, deterministic for a given input.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from directservice.core.endpoints import Endpoint
 from directservice.core.model import (
@@ -81,8 +83,12 @@ def plan_slices(
     port_name: str,
     owner_uid: str,
     max_per_slice: int,
+    reserved: Collection[str] = (),
 ) -> SlicePlan:
-    """The fewest creates, updates and deletes that make `published` equal `desired`."""
+    """The fewest creates, updates and deletes that make `published` equal `desired`, none
+    of them to a name in `reserved` (a published slice of such a name is left as it is)."""
+    blocked = set(reserved)
+    published = [s for s in published if s.name not in blocked]
     if not desired:
         return _placeholder_plan(published, port_name, owner_uid)
     by_key: dict[SliceKey, list[PublishedSlice]] = defaultdict(list)
@@ -143,7 +149,8 @@ def plan_slices(
         for name, members in changed.items():
             updates[name] = (key, members, versions[name])
 
-    return _finish(service, port_name, updates, unchanged, creates, doomed, published)
+    taken = {s.name for s in published} | blocked
+    return _finish(service, port_name, updates, unchanged, creates, doomed, taken)
 
 
 def _placeholder_plan(
@@ -172,7 +179,7 @@ def _finish(
     unchanged: list[str],
     creates: list[tuple[SliceKey, Members]],
     doomed: list[PublishedSlice],
-    published: Sequence[PublishedSlice],
+    taken: set[str],
 ) -> SlicePlan:
     """Turn create+delete pairs of one address family into updates, name new slices."""
     reusable: dict[AddressFamily, list[PublishedSlice]] = defaultdict(list)
@@ -183,7 +190,6 @@ def _finish(
         else:
             plain_deletes.append(slc.name)
 
-    taken = {s.name for s in published}
     update_list = [
         (DesiredSlice(name, _content(key, port_name, members)), version)
         for name, (key, members, version) in sorted(updates.items())

@@ -100,4 +100,16 @@ def parse_fields(raw: Any, where: str, base: FieldPaths = FieldPaths()) -> Field
 
 def secret_key_ref(raw: Any, where: str) -> SecretKeyRef:
     ref = mapping(raw, where)
+    own_namespace_only(ref, where)
     return SecretKeyRef(text(ref, "name", where, SECRET_NAME), text(ref, "key", where, SECRET_KEY))
+
+
+def own_namespace_only(ref: Mapping[str, Any], where: str) -> None:
+    """A Secret reference names no namespace: Secrets are read from the DirectService's own.
+    The CRD has no such field (the API server drops it); a file or an object stored under a
+    looser CRD may still carry one, which is refused rather than quietly ignored."""
+    if "namespace" in ref:
+        raise SpecError(
+            f"{where}.namespace is not allowed: Secrets are read from the DirectService's "
+            "own namespace only"
+        )

@@ -4,11 +4,18 @@ aiohttp keeps the event loop free (1,000 services x one poll per 5 s is 200
 requests/s) and reuses connections. Every transport failure becomes a
 DiscoveryError with a stable reason; messages carry no query strings or headers,
 which is where credentials live.
+
+A client made with an AddressPolicy connects only where the policy allows (addresses.py).
+The operator's discovery calls always go through such a client (`restricted`, in the
+pipeline); a bare HttpClient checks no address, for the offline CLI run by a person on their
+own machine.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -16,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
+from directservice.discovery.addresses import AddressPolicy, AddressRefused, CheckingResolver
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -54,24 +63,89 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class HttpClient:
-    """A lazily created aiohttp session with a body size cap and no redirects."""
+    """A lazily created aiohttp session with a body size cap and no redirects.
 
-    def __init__(self, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, limit: int = 256) -> None:
+    addresses: where connections may go; None checks nothing (see the module docstring).
+    resolver: the DNS resolver under the address check (default: aiohttp's).
+    dns_cache_seconds: how long an answer (checked before it is cached) is reused; 0: never.
+    """
+
+    def __init__(
+        self,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limit: int = 256,
+        *,
+        addresses: AddressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+        dns_cache_seconds: int = 60,
+    ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.addresses = addresses
         self._limit = limit
+        self._resolver = resolver
+        self._dns_cache_seconds = dns_cache_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._base_resolver: AbstractResolver | None = None
+        self._restricted: dict[AddressPolicy, HttpClient] = {}
+
+    def restricted(self, policy: AddressPolicy) -> HttpClient:
+        """A client like this one that connects only where `policy` allows. One per policy,
+        kept (its connections are reused) and closed with this one."""
+        client = self._restricted.get(policy)
+        if client is None:
+            client = HttpClient(
+                self.max_body_bytes,
+                self._limit,
+                addresses=policy,
+                resolver=self._resolver,
+                dns_cache_seconds=self._dns_cache_seconds,
+            )
+            self._restricted[policy] = client
+        return client
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=60)
+            # The connector never closes a resolver it was given: close() does, unless the
+            # caller passed it in.
+            self._base_resolver = resolver = self._resolver or aiohttp.DefaultResolver()
+            if self.addresses is not None:
+                resolver = CheckingResolver(self.addresses, resolver)
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                resolver=resolver,
+                use_dns_cache=self._dns_cache_seconds > 0,
+                ttl_dns_cache=self._dns_cache_seconds or None,
+            )
             # trust_env=False: proxies from the environment must not see discovery calls.
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
     async def close(self) -> None:
+        for client in self._restricted.values():
+            await client.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._base_resolver is not None and self._base_resolver is not self._resolver:
+            await self._base_resolver.close()
+        self._base_resolver = None
+
+    def _check_literal(self, url: str) -> None:
+        """An IP literal never reaches the resolver: check it here, legacy IPv4 spellings
+        ("2130706433", "127.1", "0x7f.1") as the address the C library reads them as."""
+        host = URL(url).host
+        if self.addresses is None or host is None:
+            return
+        try:
+            self.addresses.check(host, str(ipaddress.ip_address(host)))
+            return
+        except ValueError:
+            pass
+        try:
+            legacy = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return  # a name: the resolver checks where it leads
+        self.addresses.check(host, str(legacy))
 
     async def request(
         self,
@@ -93,6 +167,7 @@ class HttpClient:
         )
         safe_url = redact_url(url)
         try:
+            self._check_literal(url)
             async with session.request(
                 method,
                 url,
@@ -111,11 +186,15 @@ class HttpClient:
                 )
         except DiscoveryError:
             raise
+        except AddressRefused as exc:
+            raise DiscoveryError(Reason.ADDRESS_NOT_ALLOWED, str(exc)) from None
         except TimeoutError as exc:
             raise DiscoveryError(Reason.TIMEOUT, f"no answer from {safe_url} in time") from exc
         except aiohttp.ClientSSLError as exc:
             raise DiscoveryError(Reason.TLS_ERROR, f"TLS handshake with {safe_url} failed") from exc
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, AddressRefused):  # the resolver refused the answer
+                raise DiscoveryError(Reason.ADDRESS_NOT_ALLOWED, str(exc.os_error)) from None
             raise DiscoveryError(
                 Reason.CONNECTION_FAILED, f"cannot connect to {safe_url}: {exc.os_error.strerror}"
             ) from exc

@@ -91,6 +91,12 @@ DRAINING_ENDPOINTS = Gauge(
     ["namespace", "name"],
     registry=REGISTRY,
 )
+CONFLICTING_OBJECTS = Gauge(
+    "directservice_conflicting_objects",
+    "Services and EndpointSlices of a DirectService's name it does not own (status.conflicts).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
 PER_SERVICE = (
     READY_ENDPOINTS,
     TOTAL_ENDPOINTS,
@@ -100,6 +106,7 @@ PER_SERVICE = (
     UNHEALTHY_ENDPOINTS,
     HEALTH_PANIC,
     DRAINING_ENDPOINTS,
+    CONFLICTING_OBJECTS,
 )
 
 

@@ -5,13 +5,20 @@ poll that runs before the watch event arrives neither writes again nor misreads 
 The overlay never outlives the truth: a 404 on a write, or the watch's DELETED event for an
 object (forget_service, forget_slice), drops it, so an object someone deleted is recreated
 on the next poll.
+
+Tenancy: what the DirectService does not own (render.Foreign) is never modified or deleted.
+A Service of its name that is not its own stops publishing and ends the poll in Conflict;
+the DirectService's own slices are withdrawn, since they would feed that Service. Slice
+names taken by others are never planned; a create refused as AlreadyExists (a slice the view
+cannot show) ends the poll in Conflict too. conflicts() says what is in the way, for status,
+an Event and a metric; a slice of another owner under our name is reported, never blocking.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
@@ -19,8 +26,20 @@ from directservice.api.spec import DirectServiceSpec
 from directservice.core.endpoints import Endpoint
 from directservice.core.model import PublishedSlice, ServiceShape, SlicePlan
 from directservice.core.planner import desired_endpoints, plan_slices
-from directservice.publish.render import build_endpoint_slice, build_service, read_endpoint_slice
+from directservice.publish.render import (
+    ENDPOINT_SLICE,
+    SERVICE,
+    Foreign,
+    build_endpoint_slice,
+    build_service,
+    read_endpoint_slice,
+)
 from directservice.publish.writer import KubeWriter, WriteError
+
+LEFT_ALONE = (
+    "it is left alone, and nothing is published until it is deleted or renamed (or the "
+    "DirectService is renamed)"
+)
 
 
 class ClusterView(Protocol):
@@ -29,6 +48,14 @@ class ClusterView(Protocol):
     def slices(self, namespace: str, name: str) -> list[PublishedSlice]: ...
 
     def service(self, namespace: str, name: str) -> ServiceShape | None: ...
+
+
+@runtime_checkable
+class TenancyView(ClusterView, Protocol):
+    """A view that also sees what carries a DirectService's name without being its own. A
+    plain ClusterView sees none of it: a Service in the way is then found by a refused create."""
+
+    def foreign(self, namespace: str, name: str) -> list[Foreign]: ...
 
 
 @dataclass
@@ -47,10 +74,31 @@ class Publisher:
     _overlay: dict[str, _Overlay] = field(default_factory=dict)
     _service_written: ServiceShape | None = None
     _service_gone: bool = False  # a write found our Service deleted; the view may lag
+    _service_refused: str | None = None  # a create found a Service of our name, not ours
+    _collisions: set[str] = field(default_factory=set)  # slice names a create found taken
+
+    def __post_init__(self) -> None:
+        self._tenancy = self.view if isinstance(self.view, TenancyView) else None
+
+    def foreign(self) -> list[Foreign]:
+        """What the view shows of our name that is not ours."""
+        if self._tenancy is None:
+            return []
+        return self._tenancy.foreign(self.owner.namespace, self.owner.name)
+
+    def conflicts(self) -> tuple[str, ...]:
+        """What stands in the way or serves under our name without being ours, in words."""
+        foreign = self.foreign()
+        found = sorted(f.describe() for f in foreign)
+        if self._service_refused and not any(f.kind == SERVICE for f in foreign):
+            found.insert(0, self._service_refused)  # seen by a create only, not by the view
+        return tuple(found)
 
     def published_slices(self) -> list[PublishedSlice]:
         """The watch's view, corrected by our writes the watch has not delivered yet."""
         current = {s.name: s for s in self.view.slices(self.owner.namespace, self.owner.name)}
+        for other in self.foreign():  # e.g. our slice, relabelled by someone: no longer ours
+            self._overlay.pop(other.name, None)
         for name, pending in list(self._overlay.items()):
             seen = current.get(name)
             if (seen.resource_version if seen else None) != pending.based_on:
@@ -82,8 +130,14 @@ class Publisher:
             app_protocol=spec.port.app_protocol,
             owner_uid=self.owner.uid,
         )
+        foreign = self.foreign()
+        in_the_way = next((f for f in foreign if f.kind == SERVICE), None)
+        if in_the_way is not None:
+            self._service_refused = None
+            await self._withdraw(in_the_way.describe())
         writes = await self._ensure_service(shape)
         published = self.published_slices()
+        self._collisions -= {s.name for s in published}  # ours after all: the view lagged
         plan = plan_slices(
             self.owner.name,
             desired_endpoints(endpoints, spec.port.app_protocol),
@@ -91,6 +145,7 @@ class Publisher:
             port_name=spec.port.name,
             owner_uid=self.owner.uid,
             max_per_slice=spec.max_endpoints_per_slice,
+            reserved=self._collisions | {f.name for f in foreign if f.kind == ENDPOINT_SLICE},
         )
         await self._apply(plan, {s.name: s.resource_version for s in published})
         return writes + plan.writes
@@ -98,7 +153,18 @@ class Publisher:
     async def _apply(self, plan: SlicePlan, versions: Mapping[str, str]) -> None:
         # Creates and updates before deletes: addresses never vanish in between.
         for desired in plan.create:
-            answer = await self.writer.create_slice(build_endpoint_slice(self.owner, desired))
+            try:
+                answer = await self.writer.create_slice(build_endpoint_slice(self.owner, desired))
+            except WriteError as exc:
+                if exc.status == 409:  # AlreadyExists: a slice the view does not show is there
+                    self._collisions.add(desired.name)
+                    raise WriteError(
+                        Reason.CONFLICT,
+                        f"EndpointSlice {desired.name} exists and is not managed by "
+                        "directservice.io: it is left alone, and the next poll publishes under "
+                        "another name",
+                    ) from None
+                raise
             self._remember(desired.name, None, answer)
         for desired, version in plan.update:
             body = build_endpoint_slice(self.owner, desired)
@@ -122,6 +188,7 @@ class Publisher:
         )
         if seen is not None:
             self._service_written = None  # the watch has caught up with our write
+            self._service_refused = None
         if seen == shape or (seen is None and self._service_written == shape):
             return 0
         body = build_service(self.owner, shape)
@@ -129,13 +196,11 @@ class Publisher:
             try:
                 await self.writer.create_service(body)
             except WriteError as exc:
-                if exc.status == 409:
-                    raise WriteError(
-                        Reason.PUBLISH_SERVICE_CONFLICT,
-                        f"a Service named {self.owner.name} exists and is not managed by "
-                        "this DirectService; delete or rename it",
-                        409,
-                    ) from None
+                if exc.status == 409:  # AlreadyExists, and not labelled as ours (the view)
+                    self._service_refused = (
+                        f"Service {self.owner.name} exists and is not managed by directservice.io"
+                    )
+                    await self._withdraw(self._service_refused)
                 raise
         else:
             body["spec"].setdefault("ports", None)  # merge patch: drop a port we removed
@@ -146,4 +211,17 @@ class Publisher:
                     self._service_written, self._service_gone = None, True
                 raise
         self._service_written, self._service_gone = shape, False
+        self._service_refused = None
         return 1
+
+    async def _withdraw(self, in_the_way: str) -> NoReturn:
+        """A Service of our name is not ours: delete our own slices, which would feed it
+        (kube-proxy and DNS take every slice labelled with its name), and say so."""
+        published = self.published_slices()
+        versions = {s.name: s.resource_version for s in published}
+        note = ""
+        try:
+            await self._apply(SlicePlan(delete=tuple(sorted(versions))), versions)
+        except WriteError as exc:  # the next poll tries again
+            note = f" (its slices are not withdrawn yet: {exc.message})"
+        raise WriteError(Reason.CONFLICT, f"{in_the_way}: {LEFT_ALONE}{note}")

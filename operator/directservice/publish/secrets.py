@@ -4,6 +4,10 @@ RBAC grants `get` only (no list or watch), and many DirectServices share one cre
 a GET per poll is avoided with a short cache. Values stay bytes until a provider asks for a
 key (discovery/credentials.read_keys decodes just that one): a binary CA bundle or keystore
 beside the credentials is never decoded. Errors name the Secret, never its content.
+
+The namespace is the caller's: providers pass their DirectService's own (ProviderContext),
+and spec parsing refuses a reference that names one. A namespace or name that is not a
+DNS name is refused here before any request, so no value can reach another path.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 
 from kubernetes import client
@@ -19,6 +24,10 @@ from kubernetes import client
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
 from directservice.publish.writer import WriteError, call_api
+
+# Matched whole (fullmatch: `$` would let a trailing newline through).
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
+NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class SecretReader:
@@ -31,6 +40,12 @@ class SecretReader:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def __call__(self, namespace: str, name: str) -> Mapping[str, bytes]:
+        if not (NAMESPACE.fullmatch(namespace) and NAME.fullmatch(name)):
+            raise DiscoveryError(
+                Reason.SECRET_NOT_FOUND,
+                f"Secret {namespace[:63]!r}/{name[:253]!r} cannot exist: not a valid namespace "
+                "and name",
+            )
         key = (namespace, name)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one GET for many pollers of the same Secret

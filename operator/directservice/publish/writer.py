@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import urllib3.exceptions
@@ -35,6 +35,7 @@ from directservice.api.names import (
 )
 from directservice.api.reasons import Reason
 from directservice.api.status import EventSpec
+from directservice.core.model import PublishedSlice
 from directservice.obs.metrics import API_WRITES
 
 log = logging.getLogger(__name__)
@@ -265,17 +266,25 @@ class KubeWriter:
         except WriteError as exc:  # Events are best effort; never fail a poll on them.
             log.warning("could not post Event %s: %s", event.reason, exc.message)
 
-    async def delete_owned(self, owner: Owner, service_is_ours: bool) -> None:
-        """Remove the Service and slices of a deleted DirectService (no GC in every cluster)."""
-        selector = f"{LABEL_SERVICE_NAME}={owner.name},{LABEL_MANAGED_BY}={MANAGED_BY}"
-        await self._call(
-            "EndpointSlice",
-            "deletecollection",
-            f"delete EndpointSlices of {owner.name}",
-            self._discovery.delete_collection_namespaced_endpoint_slice,
-            owner.namespace,
-            label_selector=selector,
-        )
+    async def delete_owned(
+        self, owner: Owner, service_is_ours: bool, only: Sequence[PublishedSlice] | None = None
+    ) -> None:
+        """Remove the Service and slices of a deleted DirectService (no GC in every cluster).
+
+        `only`: delete just these slices, one by one at their resourceVersions, instead of
+        every slice carrying our labels: for when a slice that is not ours carries them too."""
+        if only is None:
+            selector = f"{LABEL_SERVICE_NAME}={owner.name},{LABEL_MANAGED_BY}={MANAGED_BY}"
+            await self._call(
+                "EndpointSlice",
+                "deletecollection",
+                f"delete EndpointSlices of {owner.name}",
+                self._discovery.delete_collection_namespaced_endpoint_slice,
+                owner.namespace,
+                label_selector=selector,
+            )
+        for slc in only or ():
+            await self.delete_slice(owner.namespace, slc.name, slc.resource_version)
         if not service_is_ours:
             return
         await self._delete(

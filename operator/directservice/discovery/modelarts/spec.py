@@ -15,6 +15,7 @@ from directservice.discovery.fields import (
     FieldPaths,
     optional_text,
     optional_url,
+    own_namespace_only,
     parse_fields,
     text,
     url,
@@ -54,6 +55,7 @@ def parse_model_arts(body: Mapping[str, Any], where: str) -> ModelArtsSpec:
         raise SpecError(f"{where}.credentialsSecretRef is required")
     ref_where = f"{where}.credentialsSecretRef"
     ref = mapping(body.get("credentialsSecretRef"), ref_where)
+    own_namespace_only(ref, ref_where)
     secret = text(ref, "name", ref_where, SECRET_NAME)
     token_key = optional_text(ref, "tokenKey", ref_where, SECRET_KEY)
     iam = optional_url(body, "iamEndpoint", where, BASE_URL)
