@@ -90,8 +90,9 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# The EndpointSlices it publishes: watched (label-selected), created, replaced with a
-# resourceVersion precondition, deleted one by one or all at once on cleanup.
+# The EndpointSlices it publishes, and other managers' slices that name a Service: watched
+# (all with kubernetes.io/service-name but the built-in controller's), created, replaced
+# with a resourceVersion precondition, deleted one by one or all at once on cleanup.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list", "watch", "create", "update", "delete", "deletecollection"]
