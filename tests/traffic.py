@@ -92,6 +92,16 @@ def all_writes(operator: OperatorProcess) -> float:
     return sum(float(v) for v in found)
 
 
+def writes_by_kind(operator: OperatorProcess) -> dict[str, float]:
+    """directservice_api_writes_total per kind and verb, e.g. {"EndpointSlice/replace": 2}."""
+    found = re.findall(
+        r'^directservice_api_writes_total\{kind="(\w+)",verb="(\w+)"\} (\S+)$',
+        operator.metrics_text(),
+        re.M,
+    )
+    return {f"{kind}/{verb}": float(value) for kind, verb, value in found}
+
+
 def health_checks(operator: OperatorProcess) -> float:
     found = re.findall(
         r"^directservice_health_checks_total\{[^}]*\} (\S+)$", operator.metrics_text(), re.M
