@@ -160,16 +160,33 @@ class ControlPlane(Lifecycle):
 
     def stop_apiserver(self) -> None:
         """Stop kube-apiserver alone (etcd keeps running), as an outage would."""
-        server = self._procs[-1]
-        if server.name != "kube-apiserver" or not server.alive():
-            raise RuntimeError("kube-apiserver is not running")
-        server.stop()
+        self._stop_one("kube-apiserver")
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again with the same flags, port and certificates; wait for
         /readyz."""
-        old = self._procs.pop()
-        self._procs.append(ManagedProcess(old.name, old.argv, old.log_path, cwd=self._path(".")))
+        self._start_again("kube-apiserver")
+
+    def stop_etcd(self) -> None:
+        """Stop etcd alone: kube-apiserver keeps running and answers with errors (or not at
+        all, until its own timeouts), as a storage outage would."""
+        self._stop_one("etcd")
+
+    def start_etcd(self) -> None:
+        """Start etcd again on the same data, ports and flags; wait for the API server's
+        /readyz (which checks etcd)."""
+        self._start_again("etcd")
+
+    def _stop_one(self, name: str) -> None:
+        proc = next((p for p in self._procs if p.name == name), None)
+        if proc is None or not proc.alive():
+            raise RuntimeError(f"{name} is not running")
+        proc.stop()
+
+    def _start_again(self, name: str) -> None:
+        index = next(i for i, p in enumerate(self._procs) if p.name == name)
+        old = self._procs[index]
+        self._procs[index] = ManagedProcess(name, old.argv, old.log_path, cwd=self._path("."))
         try:
             wait_until("/readyz", lambda: self._alive() and self._readyz(), self._timeout)
         except (TimeoutError, RuntimeError) as err:

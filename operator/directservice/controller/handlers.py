@@ -200,8 +200,34 @@ async def cleanup_owned(
     **kwargs: Any,
 ) -> None:
     """Remove what we created: clusters without a garbage collector keep it otherwise."""
+    await _clean_up(runtime_of(memo), str(namespace), name, uid, kwargs)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def really_deleted(
+    *,
+    type: str | None,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """Gone without our deletion handler: deleted in the moment kopf added the finalizer,
+    kopf saw no deletion timestamp and runs no handler, and its poll loop would go on."""
+    if type != "DELETED":
+        return
     runtime = runtime_of(memo)
-    key = (str(namespace), name)
+    reconciler = runtime.reconcilers.get((str(namespace), name))
+    if reconciler is None or reconciler.owner.uid != uid:  # cleaned up, or a newer object
+        return
+    await _clean_up(runtime, str(namespace), name, uid, kwargs)
+
+
+async def _clean_up(
+    runtime: Runtime, namespace: str, name: str, uid: str, kwargs: dict[str, Any]
+) -> None:
+    key = (namespace, name)
     reconciler = runtime.reconcilers.get(key)
     pending = False
     if reconciler is not None:
@@ -219,7 +245,7 @@ async def cleanup_owned(
             if reconciler is not None
             else [s for s in seen if isinstance(s, PublishedSlice)]
         )
-    await runtime.writer.delete_owned(Owner(str(namespace), name, uid), ours, only)
+    await runtime.writer.delete_owned(Owner(namespace, name, uid), ours, only)
     # Only now: a failed cleanup is retried, and the retry needs the publisher's knowledge.
     runtime.reconcilers.pop(key, None)
-    metrics.forget(str(namespace), name)
+    metrics.forget(namespace, name)

@@ -44,7 +44,9 @@ Admin API, JSON, on the same port:
   (``seconds``; then answers normally); ``garbage`` (200, non-JSON; optional ``body``,
   ``content_type``); ``empty`` (``"items": []``); ``null`` (``"endpoints": null``);
   ``wrong_shape`` (200 with ``json``, default the bare instance list); ``oversize`` (200
-  with a valid JSON body of ``bytes`` bytes, default 16 MiB); ``redirect`` (``location``,
+  with a valid JSON body of ``bytes`` bytes, default 16 MiB; with ``chunked: true`` it
+  announces no Content-Length); ``trickle`` (the normal answer, its body sent at
+  ``bytes_per_second``, default 1); ``redirect`` (``location``,
   ``status`` default 302, ``headers``); ``close`` (drop the connection unanswered).
   Faults form a FIFO queue: a request gets the oldest fault matching its service, and a
   fault with a count leaves the queue after that many requests.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 DEFAULT_OVERSIZE_BYTES = 16 * 1024 * 1024
+DEFAULT_TRICKLE_RATE = 1.0  # bytes per second
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -27,6 +28,7 @@ class FaultMode(enum.StrEnum):
     NULL = "null"  # 200 with the instance list set to null
     WRONG_SHAPE = "wrong_shape"  # 200 with valid JSON of another shape
     OVERSIZE = "oversize"  # 200 with a valid-looking JSON body of a given size
+    TRICKLE = "trickle"  # the normal answer, its body sent a byte at a time (slow loris)
     REDIRECT = "redirect"  # 3xx to a given location
     CLOSE = "close"  # drop the connection without answering
 
@@ -45,6 +47,8 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     size: int = DEFAULT_OVERSIZE_BYTES
+    chunked: bool = False  # oversize: no Content-Length, so only a streaming cap stops it
+    rate: float = DEFAULT_TRICKLE_RATE  # trickle: body bytes per second
     location: str | None = None
     document: Any = None  # wrong_shape: the JSON to serve instead (None: a default list)
     id: int = 0
@@ -76,7 +80,8 @@ _MODE_PARAMS: dict[FaultMode, tuple[str, ...]] = {
     FaultMode.EMPTY: (),
     FaultMode.NULL: (),
     FaultMode.WRONG_SHAPE: ("json",),
-    FaultMode.OVERSIZE: ("bytes",),
+    FaultMode.OVERSIZE: ("bytes", "chunked"),
+    FaultMode.TRICKLE: ("bytes_per_second",),
     FaultMode.REDIRECT: ("location", "status", "headers"),
     FaultMode.CLOSE: (),
 }
@@ -89,6 +94,8 @@ _PARAM_GETTERS: dict[str, Callable[[Fault], Any]] = {
     "seconds": lambda f: f.seconds,
     "json": lambda f: f.document,
     "bytes": lambda f: f.size,
+    "chunked": lambda f: f.chunked,
+    "bytes_per_second": lambda f: f.rate,
     "location": lambda f: f.location,
 }
 
@@ -132,14 +139,27 @@ def parse_fault(data: Any) -> Fault:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             raise FaultError("delay mode needs seconds >= 0")
         fault = dataclasses.replace(fault, seconds=float(seconds))
-    elif mode is FaultMode.OVERSIZE:
-        size = data.get("bytes", DEFAULT_OVERSIZE_BYTES)
-        if not _is_int(size) or size < 1:
-            raise FaultError("bytes must be a positive integer")
-        fault = dataclasses.replace(fault, size=size)
+    elif mode in (FaultMode.OVERSIZE, FaultMode.TRICKLE):
+        fault = _with_body_pace(fault, data)
     elif mode is FaultMode.WRONG_SHAPE:
         fault = dataclasses.replace(fault, document=data.get("json"))
     return _with_body_and_headers(fault, data)
+
+
+def _with_body_pace(fault: Fault, data: Mapping[str, Any]) -> Fault:
+    """The size and framing of an oversize body, or the rate of a trickled one."""
+    if fault.mode is FaultMode.TRICKLE:
+        rate = data.get("bytes_per_second", DEFAULT_TRICKLE_RATE)
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+            raise FaultError("bytes_per_second must be a number > 0")
+        return dataclasses.replace(fault, rate=float(rate))
+    size = data.get("bytes", DEFAULT_OVERSIZE_BYTES)
+    if not _is_int(size) or size < 1:
+        raise FaultError("bytes must be a positive integer")
+    chunked = data.get("chunked", False)
+    if not isinstance(chunked, bool):
+        raise FaultError("chunked must be a boolean")
+    return dataclasses.replace(fault, size=size, chunked=chunked)
 
 
 def _with_body_and_headers(fault: Fault, data: Mapping[str, Any]) -> Fault:

@@ -38,6 +38,7 @@ INTERESTING_HEADERS = (
 # Claims to be JSON but is not, like a proxy error page cut short.
 GARBAGE_BODY = '{"endpoints": {"items": [ <html><body>502 Bad Gateway</body></html>'
 _CHUNK = 64 * 1024
+_TRICKLE_TICK = 0.1  # seconds between trickled pieces, at rates above 10 bytes/s
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,11 @@ class Flavour(abc.ABC):
                 response = _drop_connection(request)
             elif fault is not None and fault.mode is FaultMode.OVERSIZE:
                 status = 200
-                response = await self._send_oversize(request, service, fault.size)
+                response = await self._send_oversize(request, service, fault)
+            elif fault is not None and fault.mode is FaultMode.TRICKLE:
+                answer = self.answer(request, service)
+                status = answer.status
+                response = await _trickle(request, answer, fault.rate)
             else:
                 response = self._render(request, service, fault).to_response()
                 status = response.status
@@ -137,17 +142,22 @@ class Flavour(abc.ABC):
         return Answer.json(200, self.shaped(fault, service))
 
     async def _send_oversize(
-        self, request: web.Request, service: str, size: int
+        self, request: web.Request, service: str, fault: Fault
     ) -> web.StreamResponse:
         # Streamed so a large size costs the emulator little memory. Padding whitespace before
         # the suffix keeps the document valid JSON of exactly `size` bytes when size allows.
+        # Chunked, the size is announced nowhere: only a cap on what is read stops a client.
+        size = fault.size
         prefix, item, suffix = self.oversize_parts(service)
         room = size - len(prefix) - len(suffix)
         items = max(0, (room + 1) // (len(item) + 1))
         used = items * len(item) + max(0, items - 1)
         padding = max(0, room - used)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.content_length = len(prefix) + used + padding + len(suffix)
+        if fault.chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(prefix) + used + padding + len(suffix)
         await response.prepare(request)
         await response.write(prefix + (item if items else b""))
         block_items = max(1, _CHUNK // (len(item) + 1))
@@ -185,6 +195,23 @@ class Flavour(abc.ABC):
                 shown,
                 f" (fault: {fault})" if fault else "",
             )
+
+
+async def _trickle(request: web.Request, answer: Answer, rate: float) -> web.StreamResponse:
+    # Headers (with the true Content-Length) at once, then the body at `rate` bytes/s in
+    # pieces of at least a byte: each piece resets a client's per-read timeout, so only a
+    # limit on the whole exchange ends it.
+    headers = {"Content-Type": answer.content_type, **answer.headers}
+    response = web.StreamResponse(status=answer.status, headers=headers)
+    response.content_length = len(answer.body)
+    await response.prepare(request)
+    piece = max(1, int(rate * _TRICKLE_TICK))
+    for start in range(0, len(answer.body), piece):
+        if start:
+            await asyncio.sleep(piece / rate)
+        await response.write(answer.body[start : start + piece])
+    await response.write_eof()
+    return response
 
 
 def _customised(answer: Answer, fault: Fault) -> Answer:

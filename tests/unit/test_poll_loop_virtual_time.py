@@ -1,0 +1,230 @@
+"""A Reconciler's real poll loop over five minutes of virtual time.
+
+The event loop's clock is virtual: whenever every task waits, time leaps to the next timer,
+so Reconciler.run (its start jitter, poll intervals, backoff and wake-ups) runs unchanged and
+five minutes pass in a fraction of a second. The cluster is a dict behind the writer and the
+view; the provider is `static`, made to fail on every other poll.
+
+- Discovery flapping between healthy and failing on every poll: the published endpoints are
+  written once and never again, status changes on every flip (the condition turns), and
+  exactly one Event is posted per transition, never more.
+- A stored spec the operator cannot parse: reported InvalidSpec once, then re-checked at the
+  INVALID_SPEC_RETRY pace, never faster (no crash loop, no write after the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import selectors
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from directservice.api.names import Owner
+from directservice.api.reasons import Reason
+from directservice.api.status import EventSpec
+from directservice.controller.reconciler import INVALID_SPEC_RETRY, Reconciler, Shared
+from directservice.core.model import Discovery, DiscoveryError, PublishedSlice, ServiceShape
+from directservice.discovery.httpclient import HttpClient
+from directservice.discovery.static import StaticProvider
+from directservice.publish.render import read_endpoint_slice, read_service_shape
+from directservice.publish.writer import KubeWriter
+
+pytestmark = pytest.mark.unit
+
+MINUTES = 5
+OWNER = Owner("ns", "flappy", "uid-1")
+INSTANCES = [{"ip": "10.20.0.11", "port": 9000}, {"ip": "10.20.0.12", "port": 9000}]
+
+
+class _LeapingSelector(selectors.BaseSelector):
+    """Real readiness without blocking: when nothing is ready, the loop's clock leaps by the
+    timeout the loop would have slept."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        self._real = selectors.DefaultSelector()
+        self._loop = loop
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if not ready:
+            if timeout is None:
+                raise AssertionError("deadlock: every task waits and no timer is set")
+            self._loop.now += timeout
+        return ready
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_LeapingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeCluster(KubeWriter):
+    """The API server and the operator's watches in one: writes land in dicts the view reads
+    at once. Counts every write."""
+
+    slices_by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
+    service_body: dict[str, Any] | None = None
+    writes: Counter[str] = field(default_factory=Counter)
+    events: list[EventSpec] = field(default_factory=list)
+    version: int = 0
+
+    def _stored(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        meta = dict(body["metadata"], resourceVersion=str(self.version))
+        return dict(body, metadata=meta)
+
+    async def create_slice(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.writes["create slice"] += 1
+        stored = self.slices_by_name[body["metadata"]["name"]] = self._stored(body)
+        return stored
+
+    async def replace_slice(self, body: Mapping[str, Any], resource_version: str) -> dict[str, Any]:
+        self.writes["replace slice"] += 1
+        stored = self.slices_by_name[body["metadata"]["name"]] = self._stored(body)
+        return stored
+
+    async def delete_slice(self, namespace: str, name: str, resource_version: str) -> None:
+        self.writes["delete slice"] += 1
+        self.slices_by_name.pop(name, None)
+
+    async def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.writes["create service"] += 1
+        self.service_body = self._stored(body)
+        return self.service_body
+
+    async def patch_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        self.writes["patch service"] += 1
+        self.service_body = self._stored(body)
+        return self.service_body
+
+    async def patch_status(self, owner: Owner, status: Mapping[str, Any]) -> None:
+        self.writes["patch status"] += 1
+
+    async def post_event(self, owner: Owner, event: EventSpec) -> None:
+        self.events.append(event)
+
+    # The ClusterView side.
+    def slices(self, namespace: str, name: str) -> list[PublishedSlice]:
+        return [read_endpoint_slice(s) for s in self.slices_by_name.values()]
+
+    def service(self, namespace: str, name: str) -> ServiceShape | None:
+        return read_service_shape(self.service_body) if self.service_body else None
+
+
+class Never:
+    """kopf's daemon stop flag, never raised: the test ends the loop with close()."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    async def wait(self) -> object:
+        await asyncio.Event().wait()
+        return None
+
+
+def body(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": OWNER.name, "namespace": OWNER.namespace, "generation": 1},
+            "spec": spec}  # fmt: skip
+
+
+def run_for(seconds: float, rec: Reconciler, source: dict[str, Any]) -> float:
+    """Run the poll loop for `seconds` of virtual time; returns the virtual time it took."""
+
+    async def main() -> None:
+        loop = asyncio.ensure_future(rec.run(lambda: source, Never()))
+        await asyncio.sleep(seconds)
+        await rec.close()
+        await loop
+        await rec.shared.http.close()
+
+    virtual = VirtualTimeLoop()
+    try:
+        virtual.run_until_complete(main())
+    finally:
+        virtual.close()
+    return virtual.now
+
+
+def reconciler(cluster: FakeCluster) -> Reconciler:
+    return Reconciler(OWNER, Shared(writer=cluster, http=HttpClient(), view=cluster))
+
+
+def test_flapping_every_poll_for_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_discover = StaticProvider.discover
+    outcomes: list[bool] = []  # True: a healthy answer
+
+    async def flapping(self: StaticProvider, http: HttpClient) -> Discovery:
+        healthy = not outcomes or not outcomes[-1]  # the first poll, then every other one
+        outcomes.append(healthy)
+        if not healthy:
+            raise DiscoveryError(Reason.SERVER_ERROR, "HTTP 503 from the discovery API")
+        return await real_discover(self, http)
+
+    monkeypatch.setattr(StaticProvider, "discover", flapping)
+    cluster = FakeCluster()
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "1s",
+            "port": {"name": "http"}}  # fmt: skip
+    elapsed = run_for(MINUTES * 60, reconciler(cluster), body(spec))
+
+    assert elapsed >= MINUTES * 60
+    # A healthy poll waits the interval (±5 %), a failed one the first backoff (0.8-1 x).
+    pairs = len(outcomes) / 2
+    assert MINUTES * 60 / 2.05 - 1 <= pairs <= MINUTES * 60 / 1.75 + 1
+    # Published once; nothing the flapping did touched a slice or the Service again.
+    assert cluster.writes["create slice"] == cluster.writes["create service"] == 1
+    assert sum(n for kind, n in cluster.writes.items() if "status" not in kind) == 2
+    downs = sum(1 for a, b in itertools.pairwise(outcomes) if a and not b)
+    ups = sum(1 for a, b in itertools.pairwise(outcomes) if not a and b)
+    reasons = Counter(str(e.reason) for e in cluster.events)
+    # One Event per transition: every flip down, every flip up, and the first success.
+    assert reasons == {"ServerError": downs, "DiscoverySucceeded": ups + 1, "EndpointsPublished": 1}
+    assert downs >= 140
+    assert all(e.type == "Warning" for e in cluster.events if e.reason == "ServerError")
+    # Every poll turns the condition, so every poll writes status: the cost of a flapping
+    # source is one status patch and one Event per poll, and nothing else.
+    assert cluster.writes["patch status"] == len(outcomes)
+
+
+def test_an_unparsable_spec_is_rechecked_at_the_invalid_spec_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = FakeCluster()
+    rec = reconciler(cluster)
+    polls: list[float] = []
+    real_poll = rec.poll_once
+
+    async def counted(source: Mapping[str, Any]) -> float:
+        polls.append(asyncio.get_running_loop().time())
+        return await real_poll(source)
+
+    monkeypatch.setattr(rec, "poll_once", counted)
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "port": "http"}
+    run_for(MINUTES * 60, rec, body(spec))
+
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert len(polls) == MINUTES * 60 // INVALID_SPEC_RETRY  # the first within the jitter
+    assert all(gap >= INVALID_SPEC_RETRY - 1e-6 for gap in gaps), gaps
+    assert cluster.writes == {"patch status": 1}
+    assert sorted(str(e.reason) for e in cluster.events) == ["InvalidSpec", "NoReadyEndpoints"]
