@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR)/dev$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Tool binaries are built once and cached outside the clone, keyed by version.
 export DIRECTSERVICE_TOOLS_CACHE ?= $(HOME)/.cache/directservice-operator/tools
 
-.PHONY: help venv tools test test-unit test-integration test-e2e lint lock image image-push fmt demo bench fuzz docs sync-crds clean
+.PHONY: help venv tools test test-unit test-integration test-e2e lint lock image image-push fmt demo bench soak fuzz docs sync-crds clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,11 @@ fmt: venv ## Format and autofix with ruff
 
 demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show the DNS answers (DEMO_ARGS=--exit-after-print)
 	$(PY) -m devenv.demo $(DEMO_ARGS)
+
+# The benchmark fleet for 30 minutes with random discovery faults and operator restarts:
+# RSS and fd slopes, writes, and endpoint loss (must be 0); docs/reliability-soak.md.
+soak: tools ## Soak: the fleet for 30 min with faults and restarts (SOAK_ARGS=--minutes 5 ...)
+	$(PY) -m soak $(SOAK_ARGS)
 
 # Coverage-guided fuzzing (dev/fuzz); crashing inputs land in tests/fuzz-corpus/<target>/, and the
 # unit tier replays that corpus on every run.

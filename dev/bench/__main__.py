@@ -8,13 +8,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.document import render
+from bench.document import write
 from bench.env import Settings
+from bench.healthreport import health_section
 from bench.report import curve, targets
 from bench.runner import run
 from devenv.paths import REPO_ROOT
 
-SCENARIOS = ("fleet", "propagation", "large", "curve", "profile", "http")
+SCENARIOS = ("fleet", "propagation", "large", "curve", "profile", "http", "health")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--curve", type=_sizes, help="fleet sizes of the curve, e.g. 100,1000")
     parser.add_argument("--changes", type=int, help="propagation changes")
     parser.add_argument("--large-instances", type=int, help="instances of the large service")
+    parser.add_argument("--health-services", type=int, help="services of the checked fleet")
+    parser.add_argument("--health-kills", type=int, help="instance kills of the health scenario")
     parser.add_argument("--output", type=Path, help="Markdown report path")
     parser.add_argument("--workdir", type=Path, help="logs and profiles (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=1)
@@ -70,6 +73,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         workdir=workdir,
         output=args.output or default_output,
         seed=args.seed,
+        health_services=args.health_services or (100 if quick else 1000),
+        health_kills=args.health_kills or (10 if quick else 50),
+        health_window=15.0 if quick else 60.0,
     )
 
 
@@ -86,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(targets(results)))
     if results.levels:
         print("\n".join(curve(results)))
+    if results.health is not None:
+        print("\n".join(health_section(results)))
     if settings.output is not None:
-        settings.output.write_text(render(results))
+        write(results, settings.output)
         print(f"bench: wrote {settings.output} (logs and profile in {settings.workdir})")
     return 0
 

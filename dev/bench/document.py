@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from bench.healthreport import current_section, health_section, splice
 from bench.report import (
     Results,
     curve,
@@ -148,10 +151,27 @@ def render(res: Results) -> str:
     if res.memory:
         lines += [f"## Memory: what the operator holds with {s.fleet_size:,} services", ""]
         lines += memory_section(res)
+    lines += health_section(res)
     if res.notes:
         lines += ["## Notes from this run", "", *[f"- {n}" for n in res.notes], ""]
     lines += [METHOD.replace("{probe}", f"{s.probe_interval:g}")]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def write(res: Results, path: Path) -> None:
+    """Write the report of `res` to `path`. The Health checks section is the one that a run
+    may leave out without losing it: a run of the health scenario alone rewrites only that
+    section of the file, and a run without it keeps the section the file had."""
+    old = path.read_text() if path.exists() else ""
+    text = render(res)
+    if res.settings.scenarios == {"health"} and old:
+        if res.health is None:
+            return  # nothing measured yet: the file stays as it is
+        text = splice(old, current_section(text))
+    elif res.health is None and old:
+        text = splice(text, current_section(old))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def _summary_table(rows: list[tuple[str, object]]) -> list[str]:

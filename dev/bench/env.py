@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ class Settings:
     workdir: Path
     output: Path | None
     seed: int = 1
+    health_services: int = 1000  # the health scenario's checked fleet
+    health_kills: int = 50
+    health_window: float = 60.0  # s, per window of the checked fleet
 
 
 def fleet_dsvc(i: int) -> str:
@@ -93,13 +96,15 @@ class Env:
     def apiserver_pid(self) -> int:
         return self.cp.pids[1]
 
-    def start_operator(self, label: str, profile_dir: Path | None = None) -> OperatorProcess:
+    def start_operator(
+        self, label: str, profile_dir: Path | None = None, extra_args: Sequence[str] = ()
+    ) -> OperatorProcess:
         self.stop_operator()
         self._starts += 1
         log = self.workdir / f"operator-{self._starts:02d}-{label}.log"
         proc: OperatorProcess
         if profile_dir is None:
-            proc = OperatorProcess(self.cp.kubeconfig, log)
+            proc = OperatorProcess(self.cp.kubeconfig, log, extra_args=extra_args)
         else:
             proc = ProfiledOperator(self.cp.kubeconfig, log, profile_dir)
         proc.start(timeout=120)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.env import Settings
 from bench.fleet import FleetResult
@@ -12,6 +12,9 @@ from bench.large import LargeResult
 from bench.profiling import HotSpots, Spot
 from bench.propagation import PropagationResult
 from bench.stats import ratio
+
+if TYPE_CHECKING:  # bench.healthreport renders it and imports this module
+    from bench.health import HealthResult
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Results:
     profile_text: str = ""
     memory: dict[str, Any] = field(default_factory=dict)
     http: list[dict[str, Any]] = field(default_factory=list)
+    health: HealthResult | None = None
     notes: list[str] = field(default_factory=list)
 
     def level(self, n: int) -> FleetResult | None:

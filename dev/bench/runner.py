@@ -2,7 +2,8 @@
 
 Order: the HTTP client micro-benchmark (nothing else running), the large service (alone),
 then fleet sizes in ascending order, each with a fresh operator; at the main fleet size
-also propagation, a restart and the profile.
+also propagation, a restart and the profile; the health scenario last, on a network lab of
+its own (bench.health).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 
 from bench import procfs
 from bench.cluster import SliceWatcher
-from bench.document import render
+from bench.document import write
 from bench.emulatorproc import EmulatorProcess
 from bench.env import Env, Settings, fleet_eas, fleet_instances
 from bench.fleet import FleetResult, restart_writes, run_level
+from bench.health import run_health
 from bench.httpbench import MODES
 from bench.large import run_large
 from bench.profiling import ProfiledOperator, analyse, load_records
@@ -98,8 +100,7 @@ def run(s: Settings) -> Results:
 def _save(s: Settings, res: Results) -> None:
     """Write the report so far: a run cut short still leaves what it measured."""
     if s.output is not None:
-        s.output.parent.mkdir(parents=True, exist_ok=True)
-        s.output.write_text(render(res))
+        write(res, s.output)
 
 
 def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
@@ -130,6 +131,9 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
             run_profile(env, n, s, res)
             _save(s, res)
     env.stop_operator()
+    if "health" in s.scenarios:  # last: its operators watch only their own namespaces
+        res.health = run_health(env, s, res.meta)
+        _save(s, res)
 
 
 def summary_line(r: FleetResult) -> str:
