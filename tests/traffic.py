@@ -23,10 +23,11 @@ MODEL = "scorer"  # the model service the instances serve: POST /api/predict/sco
 PREDICT = f"/api/predict/{MODEL}"
 PORT = 8000
 TTL = 1  # the traffic tests' CoreDNS: the removal bound includes the TTL, so keep it short
-# The checks of the tests: 1 s apart, 500 ms each, out after 2 failures, back after 2.
-CHECK: dict[str, Any] = {"type": "tcp", "interval": "1s", "timeout": "500ms"}
+# The checks of the tests: 1 s apart, 900 ms each (a starved test machine must not flap
+# them), out after 2 failures, back after 2.
+CHECK: dict[str, Any] = {"type": "tcp", "interval": "1s", "timeout": "900ms"}
 CHECK |= {"unhealthyThreshold": 2, "healthyThreshold": 2}
-REMOVAL_BOUND = 2 * 1.0 + 0.5 + TTL
+REMOVAL_BOUND = 2 * 1.0 + 0.9 + TTL
 RETURN_BOUND = 2 * 1.0 + TTL
 SLACK = 2.0  # the write, the watch to CoreDNS and a busy 2-core machine
 
