@@ -147,7 +147,10 @@ def test_popen_runs_inside_the_host_and_dies_with_it(netlab: NetLab) -> None:
         listing = show.communicate(timeout=10)[0].decode()
         assert all(f"inet {address}/32" in listing for address in host.ips)
         assert f"inet {host.link_address}/31" in listing
-        lingering = host.popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        # A process that stays until it is killed: it waits for input that never comes.
+        lingering = host.popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+        )
     assert lingering.poll() == -signal.SIGKILL  # killed and reaped with its host
 
 
