@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.cluster import create_all, ensure_namespace
 from bench.env import Env, Settings
-from bench.stats import Summary
+from bench.stats import Summary, parse_samples
 from devenv.coredns import CoreDNS
 from devenv.dnsquery import a_records
 from devenv.netlab import InstanceServer, NetLab
@@ -41,7 +41,7 @@ REMOVAL_BOUND = UNHEALTHY * INTERVAL + TIMEOUT + TTL
 RETURN_BOUND = HEALTHY * INTERVAL + TTL
 DNS_STEP = 0.02  # s between two DNS polls of one worker
 GIVE_UP = 20.0  # s: a removal or return not seen by then is counted as missed
-_WRITES = re.compile(r"^directservice_api_writes_total\{([^}]*)\} (\S+)$", re.M)
+WRITES = "directservice_api_writes_total"
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class KillResult:
     transitions: int  # removals and returns seen
     slice_writes: float
     all_writes: float
+    other_writes: dict[str, int]  # writes of other kinds than EndpointSlice, "kind verb"
     removals_within_bound: int
     returns_within_bound: int
 
@@ -91,13 +92,12 @@ def manifest(i: int, servers: Sequence[InstanceServer]) -> dict[str, Any]:
     }
 
 
-def api_writes(operator: OperatorProcess) -> tuple[float, float]:
-    """(EndpointSlice writes, all writes) the operator counted since it started."""
-    slices = total = 0.0
-    for labels, value in _WRITES.findall(operator.metrics_text()):
-        total += float(value)
-        slices += float(value) if 'kind="EndpointSlice"' in labels else 0.0
-    return slices, total
+def api_writes(operator: OperatorProcess) -> Counter[str]:
+    """The writes the operator counted since it started, by "kind verb"."""
+    writes: Counter[str] = Counter()
+    for labels, value in parse_samples(operator.metrics_text(), WRITES):
+        writes[f"{labels.get('kind', '?')} {labels.get('verb', '?')}"] += int(float(value))
+    return writes
 
 
 def until_records(
@@ -157,7 +157,7 @@ def run_kills(env: Env, lab: NetLab, s: Settings) -> KillResult:
                 if math.isnan(until_records(dns, fqdn(i), everyone, time.monotonic(), 120)):
                     raise RuntimeError(f"{fqdn(i)} never resolved to {sorted(everyone)}")
             _settle(operator)
-            slices_before, all_before = api_writes(operator)
+            before = api_writes(operator)
             rounds = [s.health_kills // services + (i < s.health_kills % services)
                       for i in range(services)]  # fmt: skip
             with ThreadPoolExecutor(services) as pool:
@@ -166,7 +166,7 @@ def run_kills(env: Env, lab: NetLab, s: Settings) -> KillResult:
                     for i, group in enumerate(groups)
                 ]
                 outcomes = [pair for future in futures for pair in future.result()]
-            slices_after, all_after = api_writes(operator)
+            writes = api_writes(operator) - before
             env.stop_operator()
     finally:
         for host in hosts:
@@ -183,8 +183,9 @@ def run_kills(env: Env, lab: NetLab, s: Settings) -> KillResult:
         return_s=Summary.of(returns),
         missed=2 * len(outcomes) - len(removals) - len(returns),
         transitions=len(removals) + len(returns),
-        slice_writes=slices_after - slices_before,
-        all_writes=all_after - all_before,
+        slice_writes=sum(n for k, n in writes.items() if k.startswith("EndpointSlice ")),
+        all_writes=sum(writes.values()),
+        other_writes={k: n for k, n in writes.items() if not k.startswith("EndpointSlice ")},
         removals_within_bound=sum(r <= REMOVAL_BOUND for r in removals),
         returns_within_bound=sum(b <= RETURN_BOUND for b in returns),
     )

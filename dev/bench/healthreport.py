@@ -16,6 +16,7 @@ HEADING = "## Health checks"
 # The section goes before these, whichever comes first (the notes and method stay last).
 FOLLOWERS = ("## Notes from this run", "## How each number is measured")
 GOAL_PER_CORE = 5000.0
+CONTENDED_CORES = 0.3  # other processes' CPU in a window beyond which its figures are suspect
 
 METHOD = """\
 How these are measured:
@@ -131,9 +132,14 @@ def kill_lines(h: HealthResult) -> list[str]:
         f"Slice writes per transition: {fmt(k.slice_writes_per_transition, 2)} (expected 1: "
         f"{k.slice_writes:.0f} EndpointSlice writes for {k.transitions} removals and returns "
         f"seen; all writes {k.all_writes:.0f}, {fmt(k.writes_per_transition, 2)} per "
-        f"transition); {k.missed} transitions not seen within 20 s.",
+        f"transition; others: {_writes(k.other_writes)}); {k.missed} transitions not seen "
+        "within 20 s.",
         "",
     ]
+
+
+def _writes(writes: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(writes.items())) or "none"
 
 
 def _fleet_row(name: str, plain: str, checked: str, compare: str = "") -> list[str]:
@@ -183,6 +189,15 @@ def fleet_lines(h: HealthResult, res: Results) -> list[str]:
         "",
         *_table(["measure", "without checks", "with checks", "with ÷ without"], rows),
     ]
+    busiest = max(a.fleet.other_cores, b.fleet.other_cores)
+    if busiest > CONTENDED_CORES:
+        lines += [
+            f"**Contended run**: processes outside the bench used up to {fmt(busiest, 2)} of "
+            f"the {h.cores} cores during these windows, so the operator did not get the CPU "
+            "it needed; the figures show an overloaded machine more than the cost of checks. "
+            "Re-run on an idle machine.",
+            "",
+        ]
     level = res.level(f.services)
     if level is not None:
         lines += [

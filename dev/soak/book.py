@@ -42,8 +42,8 @@ class FaultWindow:
 
 @dataclass(frozen=True)
 class Outage:
-    """An operator restart: from the signal until the new process had polled every service
-    (None: it never did)."""
+    """An operator restart: from the signal until the new process had polled every service,
+    or the soak gave up waiting for that (None: still waiting)."""
 
     began: float
     resynced: float | None

@@ -110,8 +110,8 @@ class Restarter:
         live = time.time()
         print(f"  restart ({sig}): old process {how}; generation {generation} live", flush=True)
         resynced = self._resynced(before)
-        if resynced is not None:
-            self.book.outage_ended(outage, resynced)
+        # Given up waiting: the checks resume, and a service still not polled is then late.
+        self.book.outage_ended(outage, resynced if resynced is not None else time.time())
         return RestartRecord(
             signal=sig,
             at=began,

@@ -135,8 +135,8 @@ def _health() -> HealthResult:
     kills = KillResult(
         services=10, kills=50, ttl=1, removal_bound=3.5, return_bound=3.0,
         removal_s=Summary.of([1.2, 1.9]), return_s=Summary.of([1.5, 2.1]), missed=0,
-        transitions=100, slice_writes=100.0, all_writes=100.0, removals_within_bound=50,
-        returns_within_bound=50,
+        transitions=100, slice_writes=100.0, all_writes=102.0, removals_within_bound=50,
+        returns_within_bound=50, other_writes={"Event create": 2},
     )  # fmt: skip
     # p50 within the buckets, p99 beyond the last finite one (10 s): shown as "> 10,000" ms.
     counters = HealthCounters(120_000, 0, ((0.01, 60_000.0), (10.0, 110_000.0), (INF, 1.2e5)))
@@ -162,6 +162,8 @@ def test_a_health_only_run_rewrites_only_its_section(tmp_path: Path) -> None:
     section = current_section(text)
     assert "PASS" in section and "2.00x" in section  # 90 % vs 45 % of a core
     assert "| 10.00 / > 10,000 |" in section  # check lateness p50 / p99, ms
+    assert "Contended" not in section  # other processes used 0.1 cores
+    assert "1.02 per transition; others: Event create 2)" in section
     assert text.replace(section, "") == DOC
 
     write(dataclasses.replace(res, health=dataclasses.replace(res.health, revision="def")), path)
@@ -182,3 +184,16 @@ def test_a_run_without_the_health_scenario_keeps_the_section_the_file_had(
     assert current_section(text) == section
     assert "Large figures" not in text, "the other sections are this run's"
     assert text.index(HEADING) < text.index("## How each number is measured")
+
+
+def test_a_window_shared_with_other_busy_processes_is_flagged(tmp_path: Path) -> None:
+    health = _health()
+    busy = dataclasses.replace(health.fleet.checked.fleet, other_cores=1.2)
+    fleet = dataclasses.replace(
+        health.fleet, checked=dataclasses.replace(health.fleet.checked, fleet=busy)
+    )
+    res = Results(settings=_settings(tmp_path, {"health"}), meta={})
+    res.health = dataclasses.replace(health, fleet=fleet)
+    path = tmp_path / "benchmarks.md"
+    write(res, path)
+    assert "**Contended run**: processes outside the bench used up to 1.20 of" in (path.read_text())
