@@ -1,8 +1,8 @@
 """Keep the Helm chart's copy of the CRDs identical to manifests/crds, the single source.
 
 Helm installs CRDs only from the chart's own crds/ folder and cannot reach outside the
-chart, so the chart carries a byte-for-byte copy of every file in manifests/crds. The chart's
-crds/ folder may hold more files than that (kopf's peering CRDs live only there).
+chart, so the chart carries a byte-for-byte copy of every file in manifests/crds. A file
+that exists only in the chart's crds/ folder is left alone.
 
     python -m devenv.crdsync           # copy what differs, say what changed
     python -m devenv.crdsync --check   # exit 1 if a copy differs (for CI)

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from directservice import __version__
 from directservice.api.spec import Network, parse_duration
@@ -19,7 +23,11 @@ from directservice.controller.config import (
     parse_host_rule,
     parse_rate_budget,
 )
+from directservice.core.leases import Timing
 from directservice.core.model import DiscoveryError
+
+if TYPE_CHECKING:
+    from directservice.controller.runtime import Election
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,6 +58,31 @@ def _operator_config(args: argparse.Namespace) -> OperatorConfig:
     )
 
 
+def _election(args: argparse.Namespace) -> Election | None:
+    from directservice.controller.runtime import Election
+
+    if not args.leader_election:
+        if args.shards != 1:
+            raise ValueError("--shards needs --leader-election: shards are Leases")
+        return None
+    if args.shards < 1:
+        raise ValueError(f"--shards must be at least 1, got {args.shards}")
+    identity = args.identity or (
+        f"{os.environ.get('POD_NAME') or socket.gethostname()}-{secrets.token_hex(3)}"
+    )
+    return Election(
+        identity=identity,
+        lease_name=args.lease_name,
+        namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        shards=args.shards,
+        timing=Timing(
+            duration=parse_duration(args.lease_duration, "--lease-duration"),
+            renew_deadline=parse_duration(args.renew_deadline, "--renew-deadline"),
+            retry_period=parse_duration(args.retry_period, "--retry-period"),
+        ),
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from directservice.controller import handlers
     from directservice.controller.runtime import Options
@@ -58,8 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     options = Options(
         config=_operator_config(args),
         namespaces=tuple(args.namespace),
-        peering=args.peering,
         liveness=args.liveness,
+        election=_election(args),
     )
     logs.configure(args.log_level, args.log_format)
     if args.metrics_address:
@@ -160,11 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="PROVIDER=CALLS_PER_MINUTE shared per credential, e.g. modelArts=20 (repeatable)",
     )
-    run.add_argument(
-        "--peering",
-        default="",
-        help="kopf peering object name for active/standby replicas (default: standalone)",
+    ha = run.add_argument_group("leader election and shards (coordination.k8s.io Leases)")
+    ha.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="serve only the shards whose Lease this replica holds (default: standalone)",
     )
+    ha.add_argument("--lease-name", default="directservice-operator", help="Lease name prefix")
+    ha.add_argument(
+        "--lease-namespace", default="", help="namespace of the Leases (default: $POD_NAMESPACE)"
+    )
+    ha.add_argument("--lease-duration", default="15s", help="how long a Lease lasts unrenewed")
+    ha.add_argument(
+        "--renew-deadline", default="10s", help="stop serving this long after the last renewal"
+    )
+    ha.add_argument("--retry-period", default="1s", help="how often every Lease is read")
+    ha.add_argument("--shards", type=int, default=1, help="shards across replicas (default 1)")
+    ha.add_argument("--identity", default="", help="this replica's name in the Leases")
     run.add_argument(
         "--liveness",
         default="http://0.0.0.0:8080/healthz",

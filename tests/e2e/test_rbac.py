@@ -50,6 +50,8 @@ WATCHED = "apps"
 UNWATCHED = "elsewhere"  # watched only in cluster-wide mode
 SA = "directservice-operator"
 SA_USER = f"system:serviceaccount:{SYSTEM_NS}:{SA}"
+ELECTION_RBAC = f"{SA}-leader-election"  # the Role and RoleBinding for the Leases
+SHARD_LEASE = f"leases.coordination.k8s.io/{SA}-shard-0"  # the only Lease of one shard
 _names = itertools.count()
 
 
@@ -233,8 +235,37 @@ def test_service_account_may_do_nothing_more(setup: Setup) -> None:
         assert outside == []
 
 
+def test_leader_election_may_use_its_lease_and_no_other(setup: Setup) -> None:
+    """The operator runs with --leader-election (the chart's default): its one Lease, in the
+    operator's namespace, by name; create by any name (RBAC cannot narrow it); no more."""
+    for verb in ("get", "update"):
+        assert _can_i(setup.cp, verb, SHARD_LEASE, "", SYSTEM_NS), verb
+    assert _can_i(setup.cp, "create", "leases.coordination.k8s.io", "", SYSTEM_NS)
+    never = [
+        (verb, what, ns)
+        for verb, what, ns in [
+            ("list", "leases.coordination.k8s.io", SYSTEM_NS),
+            ("watch", "leases.coordination.k8s.io", SYSTEM_NS),
+            ("delete", SHARD_LEASE, SYSTEM_NS),
+            ("update", f"leases.coordination.k8s.io/{SA}-shard-1", SYSTEM_NS),
+            ("create", "leases.coordination.k8s.io", WATCHED),
+            ("get", SHARD_LEASE, WATCHED),
+        ]
+        if _can_i(setup.cp, verb, what, "", ns)
+    ]
+    assert never == []
+    lease = get_json(setup.cp, "lease", f"{SA}-shard-0", "-n", SYSTEM_NS)
+    assert lease["spec"]["holderIdentity"], "the operator took its Lease with the token"
+
+
 def test_namespaced_mode_grants_nothing_cluster_wide(setup: Setup) -> None:
-    kinds = {doc["kind"] for doc in setup.rendered}
+    election = {
+        (doc["kind"], doc["metadata"]["namespace"])
+        for doc in setup.rendered
+        if doc["metadata"]["name"] == ELECTION_RBAC
+    }
+    assert election == {("Role", SYSTEM_NS), ("RoleBinding", SYSTEM_NS)}  # in both modes
+    kinds = {doc["kind"] for doc in setup.rendered if doc["metadata"]["name"] != ELECTION_RBAC}
     if setup.clusterwide:
         assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
         assert not {"Role", "RoleBinding"} & kinds

@@ -3,13 +3,13 @@
 helm is the binary built from its Go module (tools.resolve()). Rendered objects are checked
 for what the operator relies on (security context, probes, flags, RBAC per mode), then sent
 to a real kube-apiserver: as a server-side dry run, and as a real `helm install` and
-`helm uninstall` into a control plane of the test's own. The chart's files read as files
-(values schema, CRD copies) are checked in tests/unit/test_chart_files.py.
+`helm uninstall` into a control plane of the test's own. Leader election (its flags, the
+Lease RBAC, its checks) is in test_chart_election.py; the chart's files read as files
+(values schema, CRD copies) in tests/unit/test_chart_files.py.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,78 +20,31 @@ import yaml
 from devenv.controlplane import ControlPlane
 from devenv.tools import Tools
 from directservice.cli import _operator_config, build_parser
-from support import REPO, get_json
+from helmchart import (
+    CHART,
+    CI,
+    ELECTION_RBAC,
+    FULLNAME,
+    RELEASE,
+    RELEASE_NS,
+    Helm,
+    container,
+    grants,
+    kinds,
+    only,
+    values_file,
+    watched_namespace_roles,
+)
+from support import get_json
 
 pytestmark = pytest.mark.integration
 
-CHART = REPO / "charts" / "directservice-operator"
-CI = CHART / "ci"
-RELEASE = "dsvc"
-RELEASE_NS = "directservice-system"
-FULLNAME = "dsvc-directservice-operator"
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-
-Docs = list[dict[str, Any]]
-
-
-class Helm:
-    """The built helm binary with its own cache/config/data folders."""
-
-    def __init__(self, binary: Path, home: Path) -> None:
-        self.binary = binary
-        self.env = {f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}
-
-    def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binary), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
-    def template(self, *values: Path, extra: tuple[str, ...] = ()) -> str:
-        argv = ["template", RELEASE, str(CHART), "--namespace", RELEASE_NS, *extra]
-        for path in values:
-            argv += ["--values", str(path)]
-        return self.run(*argv, check=True).stdout
-
-    def render(self, *values: Path) -> Docs:
-        return [doc for doc in yaml.safe_load_all(self.template(*values)) if doc]
 
 
 @pytest.fixture(scope="module")
 def helm(tools: Tools, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return Helm(tools.helm, tmp_path_factory.mktemp("helm-home"))
-
-
-def kinds(docs: Docs) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        found.setdefault(doc["kind"], []).append(doc)
-    return found
-
-
-def only(docs: Docs, kind: str) -> dict[str, Any]:
-    found = kinds(docs).get(kind, [])
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
-
-
-def container(docs: Docs) -> dict[str, Any]:
-    spec = only(docs, "Deployment")["spec"]["template"]["spec"]
-    assert len(spec["containers"]) == 1
-    return dict(spec["containers"][0])
-
-
-def values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 # -- lint ---------------------------------------------------------------------------------
@@ -108,18 +61,24 @@ def test_lint_is_clean(helm: Helm, values: str) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-# -- defaults: one cluster-wide standalone operator ---------------------------------------
+# -- defaults: one cluster-wide operator, leader-elected ----------------------------------
 
 
 def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
     docs = helm.render()
     assert sorted(kinds(docs)) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"]
-    )
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment",
+         "Role", "RoleBinding"]  # the Role and RoleBinding are the Leases'
+    )  # fmt: skip
+    assert only(docs, "Role")["metadata"]["name"] == ELECTION_RBAC
     deployment = only(docs, "Deployment")
     assert deployment["metadata"]["namespace"] == RELEASE_NS
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # The new pod starts as a standby and takes the Lease the old one releases on SIGTERM.
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     c = container(docs)
     # The name `make image` builds (devenv.image.NAME), tagged with the appVersion.
     assert c["image"] == f"localhost/directservice-operator:{APP_VERSION}"
@@ -132,6 +91,13 @@ def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
         "--metrics-address=0.0.0.0:9090",
         "--min-poll-interval=1s",
         "--health-checks-in-flight=512",
+        "--leader-election",
+        f"--lease-name={FULLNAME}",
+        f"--lease-namespace={RELEASE_NS}",
+        "--lease-duration=15s",
+        "--renew-deadline=10s",
+        "--retry-period=1s",
+        "--shards=1",
     ]
     binding = only(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == only(docs, "ClusterRole")["metadata"]["name"]
@@ -174,7 +140,11 @@ def test_probes_hit_kopfs_liveness_endpoint(helm: Helm) -> None:
     assert liveness == "--liveness=http://0.0.0.0:8080/healthz"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
-    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+    # The downward API: the pod's name starts its Lease identity, its namespace is the Leases'.
+    assert c["env"] == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
 
 
 def test_metrics_service_targets_the_metrics_port(helm: Helm) -> None:
@@ -189,7 +159,8 @@ def test_metrics_service_targets_the_metrics_port(helm: Helm) -> None:
 
 def test_every_flag_the_chart_passes_is_accepted_by_the_cli(helm: Helm) -> None:
     """The container's args parse with the real `directservice` argument parser."""
-    for values in [[], [CI / "options-values.yaml"], [CI / "ha-values.yaml"]]:
+    for name in ("", "options-values.yaml", "ha-values.yaml", "sharded-values.yaml"):
+        values = [CI / name] if name else []
         args = container(helm.render(*values))["args"]
         parsed = build_parser().parse_args(args)
         assert parsed.command == "run"
@@ -231,17 +202,9 @@ NAMESPACED_GRANTS = {
 }  # fmt: skip
 
 
-def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
-    found: dict[tuple[str, str], set[str]] = {}
-    for rule in rules:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                found.setdefault((group, resource), set()).update(rule["verbs"])
-    return found
-
-
 def test_cluster_wide_rbac_is_exactly_what_the_code_calls(helm: Helm) -> None:
     rules = only(helm.render(), "ClusterRole")["rules"]
+    # Nothing on Leases cluster-wide: those are the Lease Role's, in the release namespace.
     assert grants(rules) == {
         **NAMESPACED_GRANTS,
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
@@ -253,8 +216,12 @@ def test_namespaced_mode_uses_roles_only(helm: Helm) -> None:
     docs = helm.render(CI / "namespaced-values.yaml")
     found = kinds(docs)
     assert "ClusterRole" not in found and "ClusterRoleBinding" not in found
-    roles = {r["metadata"]["namespace"]: r for r in found["Role"]}
-    bindings = {b["metadata"]["namespace"]: b for b in found["RoleBinding"]}
+    roles = watched_namespace_roles(docs)
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in found["RoleBinding"]
+        if b["metadata"]["name"] != ELECTION_RBAC
+    }
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for ns, role in roles.items():
         assert grants(role["rules"]) == NAMESPACED_GRANTS, ns
@@ -274,53 +241,6 @@ def test_namespaced_mode_uses_roles_only(helm: Helm) -> None:
     # No cluster-scoped object at all in namespaced mode.
     cluster_scoped = [d["kind"] for d in docs if "namespace" not in d["metadata"]]
     assert cluster_scoped == []
-
-
-def test_ha_needs_and_gets_peering(helm: Helm) -> None:
-    docs = helm.render(CI / "ha-values.yaml")
-    deployment = only(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert "--peering=directservice-operator" in container(docs)["args"]
-    peering = only(docs, "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    assert peering["metadata"]["name"] == "directservice-operator"
-    rules = only(docs, "ClusterRole")["rules"]
-    kopf_rules = [r for r in rules if r["apiGroups"] == ["kopf.dev"]]
-    # Watching needs every peering object; writing is limited to ours, by name.
-    assert kopf_rules == [
-        {
-            "apiGroups": ["kopf.dev"],
-            "resources": ["clusterkopfpeerings"],
-            "verbs": ["list", "watch"],
-        },
-        {
-            "apiGroups": ["kopf.dev"],
-            "resources": ["clusterkopfpeerings", "clusterkopfpeerings/status"],
-            "resourceNames": ["directservice-operator"],
-            "verbs": ["get", "patch"],
-        },
-    ]
-    pdb = only(docs, "PodDisruptionBudget")
-    assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
-
-
-def test_ha_in_namespaced_mode_peers_per_namespace(helm: Helm) -> None:
-    docs = helm.render(CI / "ha-values.yaml", CI / "namespaced-values.yaml")
-    peerings = kinds(docs)["KopfPeering"]
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
-    assert "ClusterKopfPeering" not in kinds(docs)
-    for role in kinds(docs)["Role"]:
-        granted = grants(role["rules"])
-        assert granted[("kopf.dev", "kopfpeerings")] == {"list", "watch", "get", "patch"}
-
-
-def test_replicas_without_peering_fail(helm: Helm, tmp_path: Path) -> None:
-    bad = values_file(tmp_path, {"replicas": 2})
-    result = helm.run("template", RELEASE, str(CHART), "--values", str(bad))
-    assert result.returncode != 0
-    assert "replicas is 2 but peering.enabled is false" in result.stderr
 
 
 def test_servicemonitor_scrapes_the_metrics_service(helm: Helm) -> None:
@@ -370,7 +290,12 @@ def test_options_reach_the_pod(helm: Helm) -> None:
     [
         ({"replica": 1}, "additional properties 'replica' not allowed"),
         ({"image": {"tga": "1"}}, "additional properties 'tga' not allowed"),
-        ({"peering": {"enabled": True, "nmae": "x"}}, "additional properties 'nmae' not allowed"),
+        ({"leaderElection": {"enabled": True, "leaseDuraton": 15}}, "'leaseDuraton' not allowed"),
+        ({"peering": {"enabled": True}}, "additional properties 'peering' not allowed"),
+        ({"leaderElection": {"leaseDuration": "15s"}}, "at '/leaderElection/leaseDuration'"),
+        ({"leaderElection": {"retryPeriod": 0}}, "at '/leaderElection/retryPeriod'"),
+        ({"sharding": {"shards": 0}}, "at '/sharding/shards'"),
+        ({"sharding": {"shards": 1.5}}, "at '/sharding/shards'"),
         ({"replicas": "two"}, "at '/replicas': got string, want integer"),
         ({"watchNamespaces": "team-a"}, "at '/watchNamespaces': got string, want array"),
         ({"logLevel": "verbose"}, "at '/logLevel': value must be one of"),
@@ -388,7 +313,9 @@ def test_options_reach_the_pod(helm: Helm) -> None:
         ({"clusterNetworks": {"serviceCIDR": []}}, "additional properties 'serviceCIDR'"),
     ],
     ids=[
-        "typo-top-level", "typo-nested", "typo-in-peering", "replicas-string",
+        "typo-top-level", "typo-nested", "typo-in-election", "peering-is-gone",
+        "lease-duration-string", "retry-period-zero", "shards-zero", "shards-fraction",
+        "replicas-string",
         "namespaces-not-list", "log-level-enum", "log-format-enum", "duration",
         "budget-zero", "budget-string", "namespace-invalid", "bool-as-string",
         "quantity", "toleration-typo", "label-not-string", "host-provider-typo",
@@ -435,11 +362,14 @@ def _servicemonitor_crd_installed(cp: ControlPlane) -> bool:
         ["namespaced-values.yaml"],
         ["ha-values.yaml"],
         ["ha-values.yaml", "namespaced-values.yaml"],
+        ["sharded-values.yaml"],
+        ["sharded-values.yaml", "namespaced-values.yaml"],
         ["options-values.yaml"],
         ["servicemonitor-values.yaml"],
     ],
-    ids=["defaults", "namespaced", "ha", "ha-namespaced", "options", "servicemonitor"],
-)
+    ids=["defaults", "namespaced", "ha", "ha-namespaced", "sharded", "sharded-namespaced",
+         "options", "servicemonitor"],
+)  # fmt: skip
 def test_server_side_dry_run_accepts_the_rendered_chart(
     helm: Helm, dry_run_cluster: ControlPlane, values: list[str]
 ) -> None:
@@ -471,10 +401,17 @@ def test_notes_say_what_to_do_next(helm: Helm, dry_run_cluster: ControlPlane) ->
     assert "kubectl apply -f -" in default
     assert "kubectl get dsvc" in default
     assert "dig +short mnist.default.svc.cluster.local" in default
+    assert f"The operator holds the Lease {FULLNAME}-shard-0 in namespace {RELEASE_NS}" in default
+    assert "the others stand by" not in default
     namespaced = notes("namespaced-values.yaml")
     assert "only these namespaces: team-a, team-b" in namespaced
     assert "namespace: team-a" in namespaced and "mnist.team-a.svc" in namespaced
-    assert "one works, the others stand by" in notes("ha-values.yaml")
+    ha = notes("ha-values.yaml")
+    assert f"2 replica(s) elect a leader through the Lease {FULLNAME}-shard-0" in ha
+    assert "one works, the others stand by" in ha
+    assert f"kubectl -n {RELEASE_NS} get leases" in ha
+    sharded = notes("sharded-values.yaml")
+    assert f"3 replica(s) share 4 shards through the Leases {FULLNAME}-shard-0 to -3" in sharded
 
 
 @pytest.fixture
@@ -493,17 +430,18 @@ def test_helm_install_and_uninstall_for_real(helm: Helm, bare_cluster: ControlPl
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "STATUS: deployed" in result.stdout
-    # crds/ came first (DirectService and kopf's peering CRDs), then the peering object that
-    # needs one of them, in the same install.
-    for crd in ("directservices.directservice.io", "clusterkopfpeerings.kopf.dev",
-                "kopfpeerings.kopf.dev"):  # fmt: skip
-        cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
-    assert get_json(cp, "clusterkopfpeering", "directservice-operator")["kind"] == (
-        "ClusterKopfPeering"
-    )
+    # crds/ brings the DirectService CRD, and nothing else: no kopf.dev peering CRDs.
+    cp.kubectl(
+        "wait", "--for=condition=Established", "crd/directservices.directservice.io",
+        "--timeout=30s",
+    )  # fmt: skip
+    crds = [c["metadata"]["name"] for c in get_json(cp, "crd")["items"]]
+    assert crds == ["directservices.directservice.io"]
     deployment = get_json(cp, "deployment", FULLNAME, "-n", RELEASE_NS)
     assert deployment["spec"]["replicas"] == 2
     assert get_json(cp, "clusterrole", FULLNAME)["rules"]
+    assert get_json(cp, "role", ELECTION_RBAC, "-n", RELEASE_NS)["rules"]
+    assert get_json(cp, "rolebinding", ELECTION_RBAC, "-n", RELEASE_NS)["subjects"]
     assert get_json(cp, "pdb", FULLNAME, "-n", RELEASE_NS)["spec"]["maxUnavailable"] == 1
 
     upgraded = helm.run(
@@ -522,7 +460,8 @@ def test_helm_install_and_uninstall_for_real(helm: Helm, bare_cluster: ControlPl
         ("deployment", FULLNAME, "-n", RELEASE_NS),
         ("clusterrole", FULLNAME),
         ("clusterrolebinding", FULLNAME),
-        ("clusterkopfpeering", "directservice-operator"),
+        ("role", ELECTION_RBAC, "-n", RELEASE_NS),
+        ("rolebinding", ELECTION_RBAC, "-n", RELEASE_NS),
     ):
         gone = cp.kubectl("get", *args, check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr, args

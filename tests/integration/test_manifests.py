@@ -93,12 +93,16 @@ def test_kustomization_lists_one_file_per_concern(built: list[dict[str, Any]]) -
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",  # the Leases' (leader election), in the operator's namespace
+            "RoleBinding",
             "Deployment",
             "Service",
         ]
     )
     namespaced = [
-        doc for doc in built if doc["kind"] in ("ServiceAccount", "Deployment", "Service")
+        doc
+        for doc in built
+        if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding", "Deployment", "Service")
     ]
     assert {doc["metadata"]["namespace"] for doc in namespaced} == {SYSTEM_NS}
 
@@ -118,7 +122,7 @@ def test_server_side_dry_run_accepts_everything(empty_cluster: ControlPlane) -> 
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 7
+    assert len(lines) == 9
     assert all(line.endswith("serverside-applied (server dry run)") for line in lines), lines
     assert "Warning" not in result.stderr, result.stderr
     # Nothing was stored.
@@ -179,6 +183,14 @@ def test_rbac_matches_the_chart_defaults(
     ours = _by_kind(built)["ClusterRole"][0]["rules"]
     charts = _by_kind(chart_defaults)["ClusterRole"][0]["rules"]
     assert ours == charts
+    # The Leases' Role and RoleBinding: same names, same rules, same subject.
+    for kind in ("Role", "RoleBinding"):
+        (ours_obj,) = _by_kind(built)[kind]
+        (charts_obj,) = _by_kind(chart_defaults)[kind]
+        assert ours_obj["metadata"]["name"] == charts_obj["metadata"]["name"], kind
+        assert ours_obj["metadata"]["namespace"] == charts_obj["metadata"]["namespace"] == SYSTEM_NS
+        for field in ("rules", "roleRef", "subjects"):
+            assert ours_obj.get(field) == charts_obj.get(field), (kind, field)
 
 
 def test_pod_spec_matches_the_chart_defaults(
@@ -188,7 +200,9 @@ def test_pod_spec_matches_the_chart_defaults(
     charts = _by_kind(chart_defaults)["Deployment"][0]["spec"]
     assert ours["template"]["spec"] == charts["template"]["spec"]
     assert ours["selector"] == charts["selector"]
-    assert ours["strategy"] == charts["strategy"] == {"type": "Recreate"}
+    # Leader election is on in both: the new pod stands by until the old one releases the Lease.
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert ours["strategy"] == charts["strategy"] == rolling
     service = _by_kind(built)["Service"][0]
     chart_service = _by_kind(chart_defaults)["Service"][0]
     assert service["metadata"]["name"] == chart_service["metadata"]["name"]

@@ -191,6 +191,27 @@ def test_the_strictest_member_sets_the_rate() -> None:
     assert run(scenario) == pytest.approx(2 * 60 / 60)
 
 
+def test_the_rate_follows_a_member_that_changes_or_leaves() -> None:
+    async def scenario(vt: VirtualTime) -> list[float | None]:
+        budgets = RateBudgets(clock=vt.clock, sleep=vt.sleep)
+        a, b = budgets.member("a"), budgets.member("b")
+        await a.acquire(BudgetKey("k", 600))
+        await b.acquire(BudgetKey("k", 60))
+        seen = [a.sharing()[1]]
+        vt.now += 10.0
+        await b.acquire(BudgetKey("k", 30))  # b's spec asks for less
+        seen.append(a.sharing()[1])
+        b.leave()
+        seen.append(a.sharing()[1])
+        a.leave()
+        c = budgets.member("c")
+        await c.acquire(BudgetKey("k"))  # unlimited: the last limit left with a
+        seen.append(c.sharing()[1])
+        return seen
+
+    assert run(scenario) == [60, 30, 600, None]
+
+
 def test_unlimited_keys_never_wait_and_never_stretch() -> None:
     async def scenario(vt: VirtualTime) -> tuple[float, float]:
         budgets = RateBudgets(clock=vt.clock, sleep=vt.sleep)

@@ -1,5 +1,6 @@
 """The Helm chart's files as files: CI values per mode, a strict and documented values
-schema, the CRD copies (and devenv.crdsync that keeps them), and kopf's peering CRDs.
+schema, the CRD copies (and devenv.crdsync that keeps them), the leader-election values,
+and no trace of kopf peering in the chart or manifests/.
 
 helm, and the API server, check the chart in tests/integration/test_chart.py.
 """
@@ -29,6 +30,7 @@ def test_ci_values_cover_each_mode() -> None:
     assert {p.name for p in CI.glob("*.yaml")} >= {
         "namespaced-values.yaml",
         "ha-values.yaml",
+        "sharded-values.yaml",
         "servicemonitor-values.yaml",
     }
 
@@ -113,13 +115,13 @@ def test_crdsync_finds_and_fixes_drift(tmp_path: Path) -> None:
     (source / "a.yaml").write_text("kind: A\n")
     (source / "b.yaml").write_text("kind: B\n")
     (chart / "a.yaml").write_text("kind: A  # edited by hand\n")
-    (chart / "kopf.yaml").write_text("kind: Extra\n")  # chart-only files are left alone
+    (chart / "extra.yaml").write_text("kind: Extra\n")  # chart-only files are left alone
     drifts = crdsync.drifts(source, chart)
     assert [(d.source.name, d.missing) for d in drifts] == [("a.yaml", False), ("b.yaml", True)]
     assert [d.copy.name for d in crdsync.sync(source, chart)] == ["a.yaml", "b.yaml"]
     assert crdsync.drifts(source, chart) == []
     assert (chart / "a.yaml").read_text() == "kind: A\n"
-    assert (chart / "kopf.yaml").read_text() == "kind: Extra\n"
+    assert (chart / "extra.yaml").read_text() == "kind: Extra\n"
 
 
 def test_crdsync_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,20 +139,42 @@ def test_crdsync_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert result.returncode == 0, result.stderr
 
 
-def test_kopf_peering_crds_are_what_kopf_looks_for() -> None:
-    from kopf._cogs.structs import references
-
-    crds = {
-        doc["spec"]["names"]["plural"]: doc
-        for doc in yaml.safe_load_all((CHART / "crds" / "kopf.dev_peerings.yaml").read_text())
+def test_leader_election_is_on_by_default_with_safe_timing() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["leaderElection"] == {
+        "enabled": True,
+        "leaseDuration": 15,
+        "renewDeadline": 10,
+        "retryPeriod": 1,
     }
-    for selector, scope in [
-        (references.CLUSTER_PEERINGS_K, "Cluster"),
-        (references.NAMESPACED_PEERINGS_K, "Namespaced"),
-    ]:
-        crd = crds[str(selector.any_name)]
-        assert crd["spec"]["group"] == selector.group
-        assert [v["name"] for v in crd["spec"]["versions"]] == [selector.version]
-        assert crd["spec"]["scope"] == scope
-        status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status["x-kubernetes-preserve-unknown-fields"] is True
+    assert values["sharding"] == {"shards": 1}
+    assert values["replicas"] == 1
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert {"leaderElection", "sharding"} <= set(schema["required"])
+    assert schema["properties"]["sharding"]["properties"]["shards"]["type"] == "integer"
+    assert schema["properties"]["sharding"]["properties"]["shards"]["minimum"] == 1
+
+
+def test_ci_values_run_several_replicas_only_with_leader_election() -> None:
+    for path in sorted(CI.glob("*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        if values.get("replicas", 1) > 1:
+            assert values["leaderElection"]["enabled"] is True, path.name
+    sharded = yaml.safe_load((CI / "sharded-values.yaml").read_text())
+    assert sharded["sharding"]["shards"] > 1 and sharded["replicas"] > 1
+
+
+def test_no_kopf_peering_is_left_in_the_chart_or_the_manifests() -> None:
+    """Leases replaced kopf peering: no peering CRD, object, value, flag or grant remains."""
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
+        "directservice.io_directservices.yaml"
+    ]
+    files = [p for root in (CHART, REPO / "manifests") for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    leftovers = [
+        (str(path.relative_to(REPO)), word)
+        for path in files
+        for word in ("kopf.dev", "kopfpeering", "peering", "POD_ID")
+        if word.lower() in path.read_text().lower()
+    ]
+    assert leftovers == []

@@ -115,6 +115,10 @@ def test_prometheus_schema_refuses_typos() -> None:
     assert not validator.is_valid(doc)
 
 
+# Alerts about the operator as a whole, not about one DirectService.
+OPERATOR_ALERTS = {"DirectServiceShardUnowned"}
+
+
 def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:
     rules = {rule["alert"]: rule for rule in _rules()}
     stale = rules["DirectServiceDiscoveryStale"]["expr"]
@@ -123,10 +127,18 @@ def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:
     assert threshold and int(threshold.group(1)) >= 1, stale  # N minutes, written as N * 60
     empty = rules["DirectServiceNoReadyEndpoints"]["expr"]
     assert re.search(r"directservice_ready_endpoints\)?\s*==\s*0\s*$", empty), empty
-    for rule in rules.values():
+    for alert, rule in rules.items():
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert {"summary", "description"} <= set(rule["annotations"])
-        assert "by (namespace, name)" in rule["expr"], "one alert per DirectService"
+        if alert not in OPERATOR_ALERTS:
+            assert "by (namespace, name)" in rule["expr"], "one alert per DirectService"
+
+
+def test_prometheus_rules_alert_on_an_unowned_shard() -> None:
+    rule = {rule["alert"]: rule for rule in _rules()}["DirectServiceShardUnowned"]
+    held, configured = r"sum\(directservice_shards_held\)", r"max\(directservice_shards\)"
+    assert re.fullmatch(rf"{held}\s*<\s*{configured}", rule["expr"].strip()), rule["expr"]
+    assert rule["for"] == "1m"
 
 
 def test_prometheus_rules_use_metrics_the_operator_exports() -> None:

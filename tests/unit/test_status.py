@@ -209,3 +209,15 @@ def test_effective_interval_is_recorded(healthy: dict[str, Any]) -> None:
     assert status["effectivePollInterval"] == "10s"
     kept, _ = next_status(status, failed(T2))
     assert kept["effectivePollInterval"] == "10s"
+
+
+def test_the_shard_is_written_when_it_changes_and_only_then(healthy: dict[str, Any]) -> None:
+    sharded, events = next_status(healthy, ok(T1, shard=2))
+    assert sharded["shard"] == 2 and status_differs(healthy, sharded) and events == []
+    again, _ = next_status(sharded, ok(T2, shard=2))
+    assert not status_differs(sharded, again)
+    moved, _ = next_status(again, ok(T3, shard=3))  # --shards changed
+    assert moved["shard"] == 3
+    unsharded, _ = next_status(again, ok(T4))
+    assert unsharded["shard"] is None  # a merge patch removes it
+    assert "shard" not in next_status(healthy, ok(T4))[0]

@@ -59,8 +59,20 @@ app.kubernetes.io/part-of: directservice-operator
 Checks that a JSON schema cannot express clearly; they fail rendering with a plain message.
 */}}
 {{- define "directservice-operator.validate" -}}
-{{- if and (gt (int .Values.replicas) 1) (not .Values.peering.enabled) -}}
-{{- fail (printf "replicas is %d but peering.enabled is false: several replicas without peering would all reconcile the same DirectServices at once; set peering.enabled=true (active/standby) or replicas=1" (int .Values.replicas)) -}}
+{{- $election := .Values.leaderElection -}}
+{{- if and (gt (int .Values.replicas) 1) (not $election.enabled) -}}
+{{- fail (printf "replicas is %d but leaderElection.enabled is false: several replicas without leader election would all reconcile the same DirectServices at once; set leaderElection.enabled=true or replicas=1" (int .Values.replicas)) -}}
+{{- end -}}
+{{- if and (gt (int .Values.sharding.shards) 1) (not $election.enabled) -}}
+{{- fail (printf "sharding.shards is %d but leaderElection.enabled is false: replicas claim shards through their Leases, and a standalone replica serves everything; set leaderElection.enabled=true or sharding.shards=1" (int .Values.sharding.shards)) -}}
+{{- end -}}
+{{- if $election.enabled -}}
+{{- if ge (float64 $election.renewDeadline) (float64 $election.leaseDuration) -}}
+{{- fail (printf "leaderElection.renewDeadline (%v) must be below leaderElection.leaseDuration (%v): a holder that cannot renew must stop writing before another replica may take its Lease over" $election.renewDeadline $election.leaseDuration) -}}
+{{- end -}}
+{{- if ge (float64 $election.retryPeriod) (float64 $election.renewDeadline) -}}
+{{- fail (printf "leaderElection.retryPeriod (%v) must be below leaderElection.renewDeadline (%v): a holder needs more than one attempt to renew before it stops" $election.retryPeriod $election.renewDeadline) -}}
+{{- end -}}
 {{- end -}}
 {{- if eq (int .Values.healthPort) (int .Values.metrics.port) -}}
 {{- fail (printf "healthPort and metrics.port are both %d; they must differ" (int .Values.healthPort)) -}}
@@ -106,18 +118,23 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
   verbs: ["get"]
 {{- end -}}
 
-{{/* Rules for the kopf peering object of `kind` (kopfpeerings or clusterkopfpeerings). */}}
-{{- define "directservice-operator.peeringRules" -}}
-# kopf watches the peering objects to see its peers...
-- apiGroups: ["kopf.dev"]
-  resources: [{{ .plural | quote }}]
-  verbs: ["list", "watch"]
-# ...and merge-patches its own keep-alive into the status of ours (the main resource or the
-# status subresource, depending on how the shared kopf CRD was installed).
-- apiGroups: ["kopf.dev"]
-  resources: [{{ .plural | quote }}, {{ printf "%s/status" .plural | quote }}]
-  resourceNames: [{{ .name | quote }}]
-  verbs: ["get", "patch"]
+{{/* Prefix of the operator's Lease names (--lease-name): one release, one set of Leases. */}}
+{{- define "directservice-operator.leaseName" -}}
+{{- include "directservice-operator.fullname" . -}}
+{{- end -}}
+
+{{/*
+The Leases the replicas use, as a YAML list: <leaseName>-shard-<i> for each shard and, with
+more than one shard, <leaseName>-members, which each replica heartbeats into.
+*/}}
+{{- define "directservice-operator.leaseNames" -}}
+{{- $name := include "directservice-operator.leaseName" . -}}
+{{- range $i := until (int .Values.sharding.shards) }}
+- {{ printf "%s-shard-%d" $name $i }}
+{{- end }}
+{{- if gt (int .Values.sharding.shards) 1 }}
+- {{ printf "%s-members" $name }}
+{{- end }}
 {{- end -}}
 
 {{/* The operator's command-line arguments. */}}
@@ -156,7 +173,13 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
 {{- range $provider, $calls := .Values.rateBudgets }}
 - --rate-budget={{ $provider }}={{ $calls }}
 {{- end }}
-{{- if .Values.peering.enabled }}
-- --peering={{ .Values.peering.name }}
-{{- end }}
+{{- with .Values.leaderElection }}{{- if .enabled }}
+- --leader-election
+- --lease-name={{ include "directservice-operator.leaseName" $ }}
+- --lease-namespace={{ $.Release.Namespace }}
+- --lease-duration={{ .leaseDuration }}s
+- --renew-deadline={{ .renewDeadline }}s
+- --retry-period={{ .retryPeriod }}s
+- --shards={{ $.Values.sharding.shards }}
+{{- end }}{{- end }}
 {{- end -}}

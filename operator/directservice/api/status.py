@@ -47,6 +47,7 @@ class PollResult:
     # Objects of the DirectService's name it does not own (left alone), in words; current
     # whatever the poll's outcome, as they come from the watches.
     conflicts: tuple[str, ...] = ()
+    shard: int | None = None  # None: not sharded
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,9 @@ def next_status(
         named = list(result.excluded[:MAX_NAMED_EXCLUSIONS])
         if named or status.get("excludedEndpoints") is not None:
             status["excludedEndpoints"] = named or None  # merge patch: none excluded now
+
+    if result.shard is not None or status.get("shard") is not None:
+        status["shard"] = result.shard  # merge patch: None removes it (sharding turned off)
 
     conflicts = [text[:1024] for text in result.conflicts[:MAX_NAMED_CONFLICTS]]  # the CRD's caps
     if conflicts or status.get("conflicts") is not None:

@@ -8,16 +8,18 @@
   Service, except the built-in EndpointSlice controller's (the bulk of a cluster's slices and
   of their churn; it serves only Services with a selector, and ours have none), so slices
   that serve under a DirectService's name without being its own are seen and reported.
-- One async daemon per DirectService runs its poll loop; kopf stops it on deletion
-  and when a higher-priority peer takes over.
+- One async daemon per DirectService runs its poll loop on every replica; with leader
+  election only the replica that holds the DirectService's shard Lease polls and writes
+  (controller/election.py). Standbys keep the same watches and indexes, warm.
 - Nothing returns a value from a handler: kopf would write it to status every time.
 - kopf's memo carries one object, the Runtime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,17 +88,43 @@ async def run(options: Options) -> None:
         await kopf.operator(
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
-            standalone=not options.peering,
-            peering_name=options.peering or None,
-            # Replicas of one Deployment cannot be told apart by flags; a random priority
-            # makes exactly one of them active (kopf pauses all on a priority tie).
-            priority=random.randint(1, 2**30) if options.peering else None,
+            standalone=True,  # no kopf peering: Leases elect (controller/election.py)
             liveness_endpoint=options.liveness,
             memo=kopf.Memo(runtime=runtime),
+            stop_flag=runtime.stop,
         )
     finally:
+        if runtime.elector is not None:
+            await runtime.elector.stop()  # a no-op after a graceful stop
         await runtime.health.close()
         await runtime.http.close()
+
+
+async def _elect(runtime: Runtime) -> None:
+    """The elector, and the signals: SIGTERM frees the Leases first, then stops kopf, so a
+    standby takes over within a retry period instead of a lease duration."""
+    elector = runtime.elector
+    assert elector is not None
+    task = asyncio.create_task(elector.run(), name="lease election")
+    await asyncio.sleep(0.5)  # kopf installs its own signal handlers as it starts
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def graceful(sig: signal.Signals) -> None:
+        log.info("%s: releasing the Leases, then stopping", sig.name)
+        stopping.append(loop.create_task(_stop_gracefully(runtime)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, graceful, sig)
+    await task
+
+
+async def _stop_gracefully(runtime: Runtime) -> None:
+    try:
+        if runtime.elector is not None:
+            await runtime.elector.stop()
+    finally:
+        runtime.stop.set()
 
 
 @kopf.on.startup()
@@ -113,8 +141,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if options.namespaces:
         # Namespaced mode runs on Roles only: no cluster-wide namespace or CRD scanning.
         settings.scanning.disabled = True
-    settings.peering.standalone = not options.peering
-    settings.peering.name = options.peering or "directservice-operator"
+    runtime = runtime_of(memo)
+    if runtime.elector is not None:
+        runtime.election_task = asyncio.create_task(_elect(runtime), name="election")
 
 
 @kopf.index("discovery.k8s.io", "v1", "endpointslices")
@@ -175,6 +204,7 @@ async def poll(
         tokens=runtime.tokens,
         secrets=runtime.secrets,
         health=runtime.health,
+        ownership=runtime.ownership,
     )
     reconciler = Reconciler(owner=owner, shared=shared)
     # Kept after the daemon stops (deletion stops it first): the delete handler needs it.
@@ -200,7 +230,27 @@ async def cleanup_owned(
     **kwargs: Any,
 ) -> None:
     """Remove what we created: clusters without a garbage collector keep it otherwise."""
-    await _clean_up(runtime_of(memo), str(namespace), name, uid, kwargs)
+    runtime = runtime_of(memo)
+    if not await _serving(runtime, str(namespace), name):
+        # The replica that serves it cleans up; keep the finalizer in case it is gone.
+        timing = runtime.ownership.timing
+        raise kopf.TemporaryError(
+            "served by another replica", delay=timing.duration if timing else 5
+        )
+    await _clean_up(runtime, str(namespace), name, uid, kwargs)
+
+
+async def _serving(runtime: Runtime, namespace: str, name: str) -> bool:
+    """Does this replica serve the DirectService, or come to within a lease duration?"""
+    ownership = runtime.ownership
+    if ownership.timing is None:
+        return True
+    reconciler = runtime.reconcilers.get((namespace, name))
+    shard = reconciler.shard if reconciler else ownership.shard_of(f"{namespace}/{name}")
+    deadline = ownership.clock() + ownership.timing.duration
+    while not ownership.serving(shard) and ownership.clock() < deadline:
+        await ownership.changed(within=max(0.0, deadline - ownership.clock()))
+    return ownership.serving(shard)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -220,6 +270,8 @@ async def really_deleted(
     runtime = runtime_of(memo)
     reconciler = runtime.reconcilers.get((str(namespace), name))
     if reconciler is None or reconciler.owner.uid != uid:  # cleaned up, or a newer object
+        return
+    if not runtime.ownership.serving(reconciler.shard):  # the serving replica cleans up
         return
     await _clean_up(runtime, str(namespace), name, uid, kwargs)
 

@@ -64,6 +64,8 @@ class Pipeline:
     published_source: object | None = None  # the provider spec behind what is published
     answer: Discovery | None = None  # the last accepted (published) answer
     answered_at: float = field(default_factory=time.monotonic)  # when discovery last answered
+    # The cluster as it was right after `answer` was published; None: publish again.
+    settled: tuple[object, ...] | None = None
 
     async def sync(
         self, spec: DirectServiceSpec, provider: Provider, generation: int, *, quiet: bool
@@ -86,6 +88,11 @@ class Pipeline:
         metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
         metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
         self.answered_at = asyncio.get_running_loop().time()
+        if discovery is self.answer and self.settled == self.publisher.fingerprint():
+            # The provider handed back the answer it parsed last time (same bytes), nothing
+            # of ours changed since it was published, and no traffic change is pending:
+            # guard, traffic and plan would all find nothing to do.
+            return self._success(spec, generation, discovery, 0)
 
         verdict = check_shrink(
             published_ids(self.publisher.published_slices()),
@@ -118,6 +125,7 @@ class Pipeline:
 
     async def publish(self, spec: DirectServiceSpec, discovery: Discovery) -> int:
         """Publish `discovery` as traffic state shapes it; it becomes the accepted answer."""
+        self.settled = None  # until this publish has succeeded
         outcome = self.traffic.plan(
             spec,
             discovery.instances,
@@ -126,6 +134,7 @@ class Pipeline:
         )
         writes = await self.publisher.publish(spec, outcome.composition.endpoints)
         self.answer = discovery
+        self.settled = self.publisher.fingerprint()
         return writes
 
     def annotate(self, spec: DirectServiceSpec, result: PollResult) -> PollResult:

@@ -14,6 +14,7 @@ published stays exactly as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -27,6 +28,7 @@ from directservice.api.reasons import Reason
 from directservice.api.spec import DirectServiceSpec, SpecError, check_service_name
 from directservice.api.status import PollResult
 from directservice.controller.config import OperatorConfig
+from directservice.controller.election import Ownership
 from directservice.controller.pipeline import Pipeline, poll_interval, utc_now
 from directservice.controller.reporter import Body, Reporter, generation_of, reported_provider
 from directservice.controller.traffic import TrafficState
@@ -40,7 +42,7 @@ from directservice.health.checker import HealthChecker
 from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.publisher import ClusterView, Publisher
-from directservice.publish.writer import KubeWriter, WriteError
+from directservice.publish.writer import FENCE, Fenced, KubeWriter, WriteError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class Shared:
     tokens: TokenCache = field(default_factory=TokenCache)
     secrets: SecretReader = no_secrets
     health: HealthChecker | None = None  # one checker for every DirectService
+    ownership: Ownership = field(default_factory=Ownership)  # standalone: serves everything
 
 
 @dataclass
@@ -87,12 +90,23 @@ class Reconciler:
     _last_result: PollResult | None = None
     _get_body: Callable[[], Body] | None = None
     _refresh_pending: bool = False
+    shard: int = 0  # of the shard key of the spec parsed last (the owner's key before)
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
+        self.shard = self.shared.ownership.shard_of(self.owner.key)
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        """What one replica knows of the object: rebuilt when it starts serving it again,
+        since another replica may have written meanwhile (the indexes tell the truth)."""
         self.publisher = Publisher(self.owner, self.shared.writer, self.shared.view)
         self.reporter = Reporter(
-            self.owner, self.shared.writer, self.log, conflicts=self.publisher.conflicts
+            self.owner,
+            self.shared.writer,
+            self.log,
+            conflicts=self.publisher.conflicts,
+            shard=lambda: self.shard if self.shared.ownership.shards > 1 else None,
         )
         self.traffic = TrafficState(self.owner, self.shared.health, self.request_refresh)
         self.pipeline = Pipeline(self.owner, self.shared, self.log, self.publisher, self.traffic)
@@ -103,23 +117,28 @@ class Reconciler:
         """Poll until `stopped` (kopf's daemon flag) or close(). A spec edit sets `wake`."""
         metrics.track(self.owner.namespace, self.owner.name)
         self._get_body = get_body
+        FENCE.set(self.may_write)  # this task's writes, and the tasks it starts
         self.pipeline.answered_at = asyncio.get_running_loop().time()
         try:
             # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
             start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
             await self._sleep(start, stopped)
             while not stopped and not self.closed:
+                if not self.may_write():
+                    await self._stand_by(stopped)
+                    continue
                 async with self._busy:
                     if self.closed:
                         break
                     self.wake.clear()  # an edit during this poll wakes the next one
-                    self._in_flight = asyncio.ensure_future(self.poll_once(get_body()))
-                    try:
-                        delay = await self._in_flight
-                    except asyncio.CancelledError:
-                        if self.closed and self._in_flight.cancelled():
-                            break  # close() gave up waiting for this poll
-                        raise
+                    with self.shared.ownership.passing(self.shard):
+                        self._in_flight = asyncio.ensure_future(self.poll_once(get_body()))
+                        try:
+                            delay = await self._in_flight
+                        except asyncio.CancelledError:
+                            if self.closed and self._in_flight.cancelled():
+                                break  # close() gave up waiting for this poll
+                            raise
                 await self._sleep(delay, stopped)
         finally:
             # Metric series stay: they live as long as the DirectService (handlers.forget).
@@ -127,6 +146,30 @@ class Reconciler:
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
                 self._provider = None
+
+    def may_write(self) -> bool:
+        """Does this replica serve the DirectService now? Asked before every write."""
+        return not self.closed and self.shared.ownership.serving(self.shard)
+
+    async def _stand_by(self, stopped: Stopped) -> None:
+        """Another replica serves this DirectService: poll nothing, check nothing, and start
+        afresh from the indexes when the shard is ours again."""
+        self.traffic.close()
+        ownership = self.shared.ownership
+        while not stopped and not self.closed and not self.may_write():
+            self._parse_quietly()  # a spec edit may move it to a shard we hold
+            if self.may_write():
+                break
+            await ownership.changed(within=1.0)
+        if self.may_write():
+            self._fresh_state()
+            self.log.info("serving it (shard %d)", self.shard)
+
+    def _parse_quietly(self) -> None:
+        if self._get_body is None:
+            return
+        with contextlib.suppress(Exception):  # the serving replica's first poll reports it
+            self._parse(self._get_body())
 
     async def close(self) -> None:
         """Stop polling and wait out a poll in flight (cancelling it after CLOSE_GRACE, e.g.
@@ -181,6 +224,8 @@ class Reconciler:
             )
             # A copy: kopf's body is live, so a reference would always equal the next spec.
             self._spec, self._spec_source = spec, copy.deepcopy(source)
+            key = self._provider.shard_key or self.owner.key
+            self.shard = self.shared.ownership.shard_of(key)
         return self._spec
 
     # -- one poll ------------------------------------------------------------------
@@ -191,6 +236,8 @@ class Reconciler:
             return await self._poll(body)
         except asyncio.CancelledError:
             raise
+        except Fenced:  # the shard moved during this pass: the loop stands by
+            return 0.0
         except Exception as exc:  # the error boundary
             return await self._internal_error(body, exc)
 
@@ -253,17 +300,19 @@ class Reconciler:
     def request_refresh(self) -> None:
         """A health verdict turned or a drain ended: re-publish the accepted answer soon
         (once for any number of requests made before it runs)."""
+        self.pipeline.settled = None  # what is published no longer is what would be
         if self.closed or self._refresh_pending:
             return
         self._refresh_pending = True
         asyncio.get_running_loop().create_task(self._refresh())
 
     async def _refresh(self) -> None:
+        FENCE.set(self.may_write)  # started from the health checker's task, not ours
         try:
             async with self._busy:
                 self._refresh_pending = False  # a change from here on asks again
                 spec, answer, last = self._spec, self.pipeline.answer, self._last_result
-                if self.closed or spec is None or answer is None:
+                if not self.may_write() or spec is None or answer is None:
                     return
                 try:
                     await self.pipeline.publish(spec, answer)
@@ -274,6 +323,8 @@ class Reconciler:
                     result = self.pipeline.annotate(spec, dataclasses.replace(last, now=utc_now()))
                     await self.reporter.report(self._get_body(), result)
                     self._last_result = result
+        except Fenced:
+            return
         except Exception as exc:  # the error boundary holds between polls too
             self.log.error("internal error re-publishing: %s", summarize(exc), exc_info=exc)
             metrics.INTERNAL_ERRORS.labels(self.owner.namespace, self.owner.name).inc()

@@ -29,6 +29,7 @@ class Reporter:
     log: ObjectLogger
     # What is in the way, as the publisher sees it now (publisher.conflicts).
     conflicts: Callable[[], tuple[str, ...]] = no_conflicts
+    shard: Callable[[], int | None] = lambda: None  # the shard it belongs to, when sharded
     _status: dict[str, Any] | None = field(default=None, repr=False)  # the last one written
 
     async def report(self, body: Body, result: PollResult) -> None:
@@ -38,7 +39,7 @@ class Reporter:
         metrics.CONFLICTING_OBJECTS.labels(self.owner.namespace, self.owner.name).set(
             len(conflicts)
         )
-        result = dataclasses.replace(result, conflicts=conflicts)
+        result = dataclasses.replace(result, conflicts=conflicts, shard=self.shard())
         old = self._status if self._status is not None else status_of(body)
         new, events = next_status(old, result)
         if status_differs(old, new):

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
+from directservice import __version__
 from directservice.controller.config import OperatorConfig
+from directservice.controller.election import Elector, Ownership
 from directservice.controller.reconciler import Reconciler
+from directservice.core.leases import Timing
 from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
 from directservice.health.checker import HealthChecker
+from directservice.publish.leases import LeaseClient
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, api_client
+
+
+@dataclass(frozen=True)
+class Election:
+    """--leader-election: which Leases, and this replica's name in them."""
+
+    identity: str
+    lease_name: str = "directservice-operator"
+    namespace: str = "default"
+    shards: int = 1
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass(frozen=True)
@@ -20,8 +36,8 @@ class Options:
 
     config: OperatorConfig = field(default_factory=OperatorConfig)
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
-    peering: str = ""  # kopf peering object name; empty: standalone
     liveness: str = "http://0.0.0.0:8080/healthz"
+    election: Election | None = None  # None: standalone, serves every DirectService
 
 
 @dataclass
@@ -35,15 +51,38 @@ class Runtime:
     health: HealthChecker = field(default_factory=HealthChecker)  # one pool for all
     # The poll loop of each DirectService, by (namespace, name).
     reconcilers: dict[tuple[str, str], Reconciler] = field(default_factory=dict)
+    ownership: Ownership = field(default_factory=Ownership)
+    elector: Elector | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # kopf's stop flag
+    election_task: asyncio.Task[None] | None = None
 
     @classmethod
     def connect(cls, options: Options) -> Runtime:
         """Clients for the cluster the operator runs in (else the kubeconfig's)."""
         api = api_client()
+        election = options.election
+        ownership = Ownership()
+        elector = None
+        if election is not None:
+            ownership = Ownership(shards=election.shards, timing=election.timing)
+            elector = Elector(
+                leases=LeaseClient(api, election.namespace),
+                ownership=ownership,
+                identity=election.identity,
+                name=election.lease_name,
+                timing=election.timing,
+            )
+        # Discovery servers see which replica calls (a standby never should).
+        agent = f"directservice-operator/{__version__}"
+        if election is not None:
+            agent += f" ({election.identity})"
         return cls(
             options=options,
+            http=HttpClient(user_agent=agent),
             writer=KubeWriter(api),
             secrets=SecretReader(api),
             budgets=RateBudgets(defaults=options.config.rate_budgets),
             health=HealthChecker(max_in_flight=options.config.health_checks_in_flight),
+            ownership=ownership,
+            elector=elector,
         )

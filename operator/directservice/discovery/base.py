@@ -44,6 +44,9 @@ class Provider(Protocol):
     """
 
     kind: str
+    # What shards the DirectService across replicas: its budget's key where that is known
+    # without a call (the host), the credential reference otherwise; "" for no budget.
+    shard_key: str
 
     async def discover(self, http: HttpClient) -> Discovery: ...
 
@@ -56,6 +59,8 @@ class Provider(Protocol):
 
 class BudgetSeat:
     """A provider's seat in its shared call budget (none: unlimited, nothing to give back)."""
+
+    shard_key = ""
 
     def __init__(self, member: Member | None) -> None:
         self.member = member
@@ -186,6 +191,24 @@ def check_status(resp: HttpResponse, success: frozenset[int] = frozenset({200}))
     if status >= 500:
         raise DiscoveryError(Reason.SERVER_ERROR, f"{resp.url} answered {status}")
     raise DiscoveryError(Reason.HTTP_STATUS, f"{resp.url} answered {status}")
+
+
+class AnswerCache:
+    """The last answer's bytes and what parsing them gave. In the steady state an answer
+    repeats byte for byte, and comparing bytes costs a fraction of decoding, extracting and
+    filtering them again (10,000 instances: ~0.1 ms against ~150 ms). Failed parses are not
+    kept; a provider rebuilt on a spec change starts empty, so its fields and filters apply."""
+
+    def __init__(self) -> None:
+        self._body: bytes | None = None
+        self._parsed: Discovery | None = None
+
+    def parse(self, body: bytes, parse: Callable[[], Discovery]) -> Discovery:
+        if self._parsed is not None and body == self._body:
+            return self._parsed
+        parsed = parse()
+        self._body, self._parsed = body, parsed
+        return parsed
 
 
 def decode_json(resp: HttpResponse) -> Any:

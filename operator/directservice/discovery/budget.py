@@ -26,7 +26,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from directservice.api.reasons import Reason
@@ -39,6 +39,7 @@ DEFAULT_THROTTLE_PAUSE = 10.0  # a 429 without Retry-After
 MAX_THROTTLE_PAUSE = 600.0  # a hostile or broken Retry-After must not stop polling for days
 DEFAULT_MAX_WAIT = 60.0
 MIN_STALE_AFTER = 120.0
+PRUNE_EVERY = 1.0  # s between two looks for stale seats of one budget
 BACKOFF_CAP_FACTOR = 8  # failures back off up to 8 poll intervals ...
 MAX_BACKOFF = 300.0  # ... and at most 5 minutes, unless the interval itself is longer
 
@@ -59,6 +60,9 @@ class _Seat:
     interval: float = 0.0
 
 
+_UNKNOWN = -1.0  # the rate cache is stale
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -66,11 +70,32 @@ class _Bucket:
     paused_until: float = -math.inf
     seats: dict[str, _Seat] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Every poll asks for the rate and the member count: with a thousand seats on one key,
+    # computing them from the seats each time made polls quadratic. Seats change rarely.
+    pruned_at: float = -math.inf
+    _rate: float | None = _UNKNOWN
 
     def rate(self) -> float | None:
         """Calls per minute: the strictest any current member asked for."""
-        limits = [s.calls_per_minute for s in self.seats.values() if s.calls_per_minute]
-        return min(limits) if limits else None
+        if self._rate == _UNKNOWN:
+            limits = [s.calls_per_minute for s in self.seats.values() if s.calls_per_minute]
+            self._rate = min(limits) if limits else None
+        return self._rate
+
+    def sit(self, member_id: str, calls_per_minute: float | None, now: float) -> None:
+        seat = self.seats.get(member_id)
+        if seat is None:
+            self.seats[member_id] = _Seat(calls_per_minute, last_seen=now)
+            self._rate = _UNKNOWN
+        else:
+            if seat.calls_per_minute != calls_per_minute:
+                self._rate = _UNKNOWN
+            seat.calls_per_minute, seat.last_seen = calls_per_minute, now
+
+    def stand(self, member_ids: Iterable[str]) -> None:
+        for member_id in member_ids:
+            if self.seats.pop(member_id, None) is not None:
+                self._rate = _UNKNOWN
 
     def refill(self, now: float) -> None:
         rate = self.rate()
@@ -115,14 +140,17 @@ class RateBudgets:
 
     def _active(self, bucket: _Bucket, now: float) -> int:
         """Members that polled recently: one that stopped without leave() drops out after a
-        few of its own intervals, so the others are not stretched forever."""
-        stale = [
-            member_id
-            for member_id, seat in bucket.seats.items()
-            if now - seat.last_seen > max(MIN_STALE_AFTER, 3 * seat.interval)
-        ]
-        for member_id in stale:
-            del bucket.seats[member_id]
+        few of its own intervals (at least MIN_STALE_AFTER), so the others are not stretched
+        forever. Checked once a second at most: a second more changes nothing."""
+        if now - bucket.pruned_at >= PRUNE_EVERY:
+            bucket.pruned_at = now
+            bucket.stand(
+                [
+                    member_id
+                    for member_id, seat in bucket.seats.items()
+                    if now - seat.last_seen > max(MIN_STALE_AFTER, 3 * seat.interval)
+                ]
+            )
         return len(bucket.seats)
 
 
@@ -139,12 +167,7 @@ class Member:
             self.leave()
         self.key = key
         bucket = self._budgets._bucket(key.name)
-        seat = bucket.seats.get(self.member_id)
-        now = self._budgets.clock()
-        if seat is None:
-            bucket.seats[self.member_id] = _Seat(key.calls_per_minute, last_seen=now)
-        else:
-            seat.calls_per_minute, seat.last_seen = key.calls_per_minute, now
+        bucket.sit(self.member_id, key.calls_per_minute, self._budgets.clock())
         return bucket
 
     async def acquire(self, key: BudgetKey, *, max_wait: float = DEFAULT_MAX_WAIT) -> None:
@@ -208,7 +231,7 @@ class Member:
         if self.key is not None:
             bucket = self._budgets._buckets.get(self.key.name)
             if bucket is not None:
-                bucket.seats.pop(self.member_id, None)
+                bucket.stand([self.member_id])
         self.key = None
 
 

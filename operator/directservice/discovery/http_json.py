@@ -17,6 +17,7 @@ from yarl import URL
 from directservice.api.spec import MAX_CALLS_PER_MINUTE, SpecError, mapping
 from directservice.core.model import Discovery
 from directservice.discovery.base import (
+    AnswerCache,
     BudgetSeat,
     budgeted_request,
     check_status,
@@ -130,6 +131,8 @@ class HttpJsonProvider(BudgetSeat):
         # Keyed by host: callers of one endpoint share its limits (and its 429 pauses).
         host = URL(spec.url).host_port_subcomponent
         self.budget = BudgetKey(f"httpJson/{host}", ctx.calls_per_minute)
+        self.shard_key = self.budget.name
+        self.answers = AnswerCache()
 
     async def headers(self, used: list[str]) -> dict[str, str]:
         """The request headers; every Secret value sent is appended to `used`."""
@@ -157,8 +160,12 @@ class HttpJsonProvider(BudgetSeat):
                 headers=await self.headers(used),
             )
             check_status(resp, self.spec.success_statuses)
-            items = locate_list(decode_json(resp), self.spec.list_path)
-            return parse_entries(items, self.spec.fields, self.allowed, guess=False)
+
+            def parse() -> Discovery:
+                items = locate_list(decode_json(resp), self.spec.list_path)
+                return parse_entries(items, self.spec.fields, self.allowed, guess=False)
+
+            return self.answers.parse(resp.body, parse)
 
         return await discover_scrubbed(attempt)
 

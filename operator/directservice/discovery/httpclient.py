@@ -68,6 +68,7 @@ class HttpClient:
     addresses: where connections may go; None checks nothing (see the module docstring).
     resolver: the DNS resolver under the address check (default: aiohttp's).
     dns_cache_seconds: how long an answer (checked before it is cached) is reused; 0: never.
+    user_agent: sent with every request (None: aiohttp's); names the replica with election.
     """
 
     def __init__(
@@ -78,8 +79,10 @@ class HttpClient:
         addresses: AddressPolicy | None = None,
         resolver: AbstractResolver | None = None,
         dns_cache_seconds: int = 60,
+        user_agent: str | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.user_agent = user_agent
         self.addresses = addresses
         self._limit = limit
         self._resolver = resolver
@@ -99,6 +102,7 @@ class HttpClient:
                 addresses=policy,
                 resolver=self._resolver,
                 dns_cache_seconds=self._dns_cache_seconds,
+                user_agent=self.user_agent,
             )
             self._restricted[policy] = client
         return client
@@ -117,7 +121,10 @@ class HttpClient:
                 ttl_dns_cache=self._dns_cache_seconds or None,
             )
             # trust_env=False: proxies from the environment must not see discovery calls.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            headers = {"User-Agent": self.user_agent} if self.user_agent else None
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, headers=headers
+            )
         return self._session
 
     async def close(self) -> None:

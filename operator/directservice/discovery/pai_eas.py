@@ -17,7 +17,13 @@ from yarl import URL
 from directservice.api.reasons import Reason
 from directservice.api.spec import DEFAULT_ALLOWED_CIDRS, MAX_CALLS_PER_MINUTE, Network, SpecError
 from directservice.core.model import Discovery, DiscoveryError
-from directservice.discovery.base import BudgetSeat, budgeted_request, check_status, decode_json
+from directservice.discovery.base import (
+    AnswerCache,
+    BudgetSeat,
+    budgeted_request,
+    check_status,
+    decode_json,
+)
 from directservice.discovery.budget import BudgetKey
 from directservice.discovery.extract import parse_entries
 from directservice.discovery.fields import FieldPaths, optional_bool, url
@@ -103,6 +109,8 @@ class PaiEasProvider(BudgetSeat):
         # configured), so a 429 from that host pauses all of them.
         host = URL(self.url).host_port_subcomponent
         self.budget = BudgetKey(f"paiEas/{host}", ctx.calls_per_minute)
+        self.shard_key = self.budget.name
+        self.answers = AnswerCache()
 
     async def discover(self, http: HttpClient) -> Discovery:
         resp = await budgeted_request(
@@ -115,7 +123,9 @@ class PaiEasProvider(BudgetSeat):
             headers={"Accept": "application/json"},
         )
         check_status(resp)
-        return parse_upstreams(decode_json(resp), self.allowed)
+        return self.answers.parse(
+            resp.body, lambda: parse_upstreams(decode_json(resp), self.allowed)
+        )
 
 
 PROVIDER = register(ProviderKind(PaiEasSpec.kind, parse_pai_eas, PaiEasProvider, PaiEasSpec))

@@ -60,6 +60,24 @@ API_WRITES = Counter(
     registry=REGISTRY,
 )
 
+SHARDS = Gauge(
+    "directservice_shards",
+    "Shards configured (--shards); 1 without sharding.",
+    registry=REGISTRY,
+)
+
+SHARDS_HELD = Gauge(
+    "directservice_shards_held",
+    "Shards this replica holds and serves now (standalone: all of them).",
+    registry=REGISTRY,
+)
+
+LEASE_RENEW_FAILURES = Counter(
+    "directservice_lease_renew_failures",
+    "Lease reads or writes of the election that failed (an API error, not a lost race).",
+    registry=REGISTRY,
+)
+
 INTERNAL_ERRORS = Counter(
     "directservice_internal_errors",
     "Polls of a DirectService that ended in an unforeseen exception (condition InternalError).",

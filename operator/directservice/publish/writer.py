@@ -10,6 +10,7 @@ a refused connection, a timeout, TLS), becomes a WriteError with a condition rea
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import json
 import logging
@@ -44,6 +45,17 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = (5.0, 30.0)
 # What the client raises when no HTTP answer came back: refused, reset, timed out, TLS.
 TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError, ssl.SSLError)
+
+
+class Fenced(Exception):
+    """A write not sent: the replica no longer serves the DirectService (its shard moved)."""
+
+
+# Set by each poll loop for its own task: is this replica still the one that may write?
+# A Lease can lapse in the middle of a pass; this stops the rest of that pass's writes.
+FENCE: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "directservice_write_fence", default=None
+)
 
 
 class WriteError(Exception):
@@ -138,6 +150,9 @@ class KubeWriter:
         self, kind: str, verb: str, what: str, fn: Callable[..., Any], *args: Any, **kw: Any
     ) -> dict[str, Any]:
         """One write; returns the object the API server answered with."""
+        fence = FENCE.get()
+        if fence is not None and not fence():
+            raise Fenced(what)
         API_WRITES.labels(kind, verb).inc()
         data = await call_api(what, fn, *args, **kw)
         try:

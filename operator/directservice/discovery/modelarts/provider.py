@@ -26,6 +26,7 @@ from directservice.api.reasons import Reason
 from directservice.api.spec import DEFAULT_ALLOWED_CIDRS, Network
 from directservice.core.model import Discovery, DiscoveryError
 from directservice.discovery.base import (
+    AnswerCache,
     BudgetSeat,
     budgeted_request,
     check_status,
@@ -113,6 +114,9 @@ class ModelArtsProvider(BudgetSeat):
         self.utcnow = utcnow or (lambda: datetime.datetime.now(datetime.UTC))
         self.url = endpoints_url(spec)
         self.secret_label = f"Secret {ctx.namespace}/{spec.secret_name}"
+        # The budget key needs the Secret's content; its reference is known to every replica.
+        self.shard_key = f"modelArts/{ctx.namespace}/{spec.secret_name}"
+        self.answers = AnswerCache()
 
     async def discover(self, http: HttpClient) -> Discovery:
         return await discover_scrubbed(lambda used: self._discover(http, used))
@@ -130,7 +134,10 @@ class ModelArtsProvider(BudgetSeat):
         if resp.status in (401, 403):
             raise self._unauthorized(resp)
         check_status(resp)
-        return parse_host_endpoints(decode_json(resp), self.spec.fields, self.allowed)
+        return self.answers.parse(
+            resp.body,
+            lambda: parse_host_endpoints(decode_json(resp), self.spec.fields, self.allowed),
+        )
 
     async def _call(self, http: HttpClient, auth: _Auth) -> HttpResponse:
         return await budgeted_request(
