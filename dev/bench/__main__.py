@@ -15,7 +15,7 @@ from bench.report import curve, targets
 from bench.runner import run
 from devenv.paths import REPO_ROOT
 
-SCENARIOS = ("fleet", "propagation", "large", "curve", "profile", "http", "health")
+SCENARIOS = ("fleet", "propagation", "large", "curve", "profile", "http", "health", "handover")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -76,6 +76,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         health_services=args.health_services or (100 if quick else 1000),
         health_kills=args.health_kills or (10 if quick else 50),
         health_window=15.0 if quick else 60.0,
+        handover_rounds=3 if quick else 20,
     )
 
 

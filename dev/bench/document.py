@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.handover import handover_lines
+from bench.healthreport import HEADING as HEALTH_HEADING
 from bench.healthreport import current_section, health_section, splice
 from bench.report import (
     Results,
@@ -16,6 +18,10 @@ from bench.report import (
     profile_section,
     targets,
 )
+
+# Sections a run may leave out without losing them: a run of only these scenarios rewrites
+# only their sections, and a run without one keeps the section the file had.
+SECTIONS = {"health": HEALTH_HEADING, "handover": "## Leader handover"}
 
 METHOD = """\
 ## How each number is measured
@@ -152,6 +158,8 @@ def render(res: Results) -> str:
         lines += [f"## Memory: what the operator holds with {s.fleet_size:,} services", ""]
         lines += memory_section(res)
     lines += health_section(res)
+    if res.handover is not None:
+        lines += handover_lines(res.handover)
     if res.notes:
         lines += ["## Notes from this run", "", *[f"- {n}" for n in res.notes], ""]
     lines += [METHOD.replace("{probe}", f"{s.probe_interval:g}")]
@@ -164,12 +172,18 @@ def write(res: Results, path: Path) -> None:
     section of the file, and a run without it keeps the section the file had."""
     old = path.read_text() if path.exists() else ""
     text = render(res)
-    if res.settings.scenarios == {"health"} and old:
-        if res.health is None:
+    measured = {"health": res.health is not None, "handover": res.handover is not None}
+    if old and res.settings.scenarios <= set(SECTIONS):  # only these: the rest stays
+        if not any(measured.values()):
             return  # nothing measured yet: the file stays as it is
-        text = splice(old, current_section(text))
-    elif res.health is None and old:
-        text = splice(text, current_section(old))
+        fresh, text = text, old
+        for scenario, heading in SECTIONS.items():
+            if measured[scenario]:
+                text = splice(text, current_section(fresh, heading), heading)
+    elif old:
+        for scenario, heading in SECTIONS.items():
+            if not measured[scenario]:  # not run this time: keep what the file had
+                text = splice(text, current_section(old, heading), heading)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

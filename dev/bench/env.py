@@ -46,6 +46,7 @@ class Settings:
     health_services: int = 1000  # the health scenario's checked fleet
     health_kills: int = 50
     health_window: float = 60.0  # s, per window of the checked fleet
+    handover_rounds: int = 20  # leader kills, and as many SIGTERMs
 
 
 def fleet_dsvc(i: int) -> str:

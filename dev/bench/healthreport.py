@@ -259,21 +259,21 @@ def health_section(res: Results) -> list[str]:
     ]
 
 
-def section_bounds(text: str) -> tuple[int, int] | None:
-    """Character range of the Health checks section in a rendered file (heading to the next
-    "## " heading or the end), or None."""
-    start = text.find(f"\n{HEADING}\n")
+def section_bounds(text: str, heading: str = HEADING) -> tuple[int, int] | None:
+    """Character range of a section (by default Health checks) in a rendered file (heading
+    to the next "## " heading or the end), or None."""
+    start = text.find(f"\n{heading}\n")
     if start < 0:
         return None
     start += 1
-    after = text.find("\n## ", start + len(HEADING))
+    after = text.find("\n## ", start + len(heading))
     return start, len(text) if after < 0 else after + 1
 
 
-def splice(text: str, section: str) -> str:
-    """`text` with its Health checks section replaced by `section` (which may be empty),
+def splice(text: str, section: str, heading: str = HEADING) -> str:
+    """`text` with its `heading` section replaced by `section` (which may be empty),
     or `section` inserted before the first of FOLLOWERS (else at the end)."""
-    bounds = section_bounds(text)
+    bounds = section_bounds(text, heading)
     if bounds is not None:
         return text[: bounds[0]] + section + text[bounds[1] :]
     if not section:
@@ -284,6 +284,6 @@ def splice(text: str, section: str) -> str:
     return head + section + text[at:]
 
 
-def current_section(text: str) -> str:
-    bounds = section_bounds(text)
+def current_section(text: str, heading: str = HEADING) -> str:
+    bounds = section_bounds(text, heading)
     return "" if bounds is None else text[bounds[0] : bounds[1]]

@@ -14,6 +14,7 @@ from bench.propagation import PropagationResult
 from bench.stats import ratio
 
 if TYPE_CHECKING:  # bench.healthreport renders it and imports this module
+    from bench.handover import HandoverResult
     from bench.health import HealthResult
 
 
@@ -31,6 +32,7 @@ class Results:
     memory: dict[str, Any] = field(default_factory=dict)
     http: list[dict[str, Any]] = field(default_factory=list)
     health: HealthResult | None = None
+    handover: HandoverResult | None = None
     notes: list[str] = field(default_factory=list)
 
     def level(self, n: int) -> FleetResult | None:

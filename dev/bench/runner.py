@@ -23,6 +23,7 @@ from bench.document import write
 from bench.emulatorproc import EmulatorProcess
 from bench.env import Env, Settings, fleet_eas, fleet_instances
 from bench.fleet import FleetResult, restart_writes, run_level
+from bench.handover import run_handover
 from bench.health import run_health
 from bench.httpbench import MODES
 from bench.large import run_large
@@ -133,6 +134,10 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
     env.stop_operator()
     if "health" in s.scenarios:  # last: its operators watch only their own namespaces
         res.health = run_health(env, s, res.meta)
+        _save(s, res)
+    if "handover" in s.scenarios:
+        print(f"== handover: {s.handover_rounds} leader kills, then as many SIGTERMs", flush=True)
+        res.handover = run_handover(env, s)
         _save(s, res)
 
 

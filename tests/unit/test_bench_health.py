@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from bench.document import write
-from bench.env import Settings
 from bench.fleet import FleetResult
 from bench.health import HealthResult
 from bench.healthcost import ScheduledCost
@@ -21,6 +20,8 @@ from bench.healthreport import HEADING, current_section, splice
 from bench.healthstats import HealthCounters, bucket_quantile, parse_health
 from bench.report import Results
 from bench.stats import Summary
+from benchdoc import DOC
+from benchdoc import bench_settings as _settings
 
 pytestmark = pytest.mark.unit
 
@@ -65,29 +66,6 @@ def test_bucket_quantile_interpolates_within_the_bucket() -> None:
     assert math.isnan(bucket_quantile(((0.1, 0.0), (INF, 0.0)), 0.5))
 
 
-DOC = """\
-# Benchmarks
-
-Header.
-
-## Targets
-
-| a | b |
-
-## Large service
-
-Large figures.
-
-## Notes from this run
-
-- a note
-
-## How each number is measured
-
-Method.
-"""
-
-
 def test_splice_inserts_the_section_before_the_notes_and_keeps_the_rest() -> None:
     section = f"{HEADING}\n\nHealth figures.\n\n"
     spliced = splice(DOC, section)
@@ -107,15 +85,6 @@ def test_splice_replaces_only_the_section_it_finds() -> None:
 def test_splice_at_the_end_of_a_file_without_followers() -> None:
     text = "# Benchmarks\n\n## Targets\n\nx"
     assert splice(text, f"{HEADING}\n\ny\n") == f"{text}\n{HEADING}\n\ny\n"
-
-
-def _settings(tmp: Path, scenarios: set[str]) -> Settings:
-    return Settings(
-        quick=False, scenarios=frozenset(scenarios), duration=120.0, fleet_size=1000,
-        curve=(100,), instances=10, interval=5.0, large_instances=10_000, changes=200,
-        probe_interval=1.0, profile_seconds=60.0, http_rate=200.0, http_seconds=30.0,
-        workdir=tmp, output=tmp / "benchmarks.md",
-    )  # fmt: skip
 
 
 def _fleet(cpu_pct: float) -> FleetResult:

@@ -320,7 +320,10 @@ class Reconciler:
                     self.log.warning("re-publishing failed: %s", exc.message)
                     return
                 if last is not None and self._get_body is not None:
-                    result = self.pipeline.annotate(spec, dataclasses.replace(last, now=utc_now()))
+                    # Not a discovery change: lastSuccessfulSync stays, even when the poll
+                    # before this refresh had published one.
+                    refreshed = dataclasses.replace(last, now=utc_now(), published_changed=False)
+                    result = self.pipeline.annotate(spec, refreshed)
                     await self.reporter.report(self._get_body(), result)
                     self._last_result = result
         except Fenced:
