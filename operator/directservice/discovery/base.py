@@ -23,6 +23,7 @@ from directservice.core.model import (
 from directservice.discovery.budget import BudgetKey, Member
 from directservice.discovery.credentials import scrub
 from directservice.discovery.httpclient import HttpClient, HttpResponse, parse_retry_after
+from directservice.discovery.sharing import call_key
 from directservice.obs.metrics import BUDGET_WAIT
 
 # Vendor error codes look like "APIGW.0301" or "ModelArts.0104"; only text of this shape is
@@ -61,11 +62,15 @@ class BudgetSeat:
     """A provider's seat in its shared call budget (none: unlimited, nothing to give back)."""
 
     shard_key = ""
+    # How long an identical call's answer may serve this DirectService: its poll interval,
+    # learnt after its first poll (0: not yet, nothing shared).
+    share_window = 0.0
 
     def __init__(self, member: Member | None) -> None:
         self.member = member
 
     def effective_interval(self, poll_interval: float) -> float:
+        self.share_window = poll_interval
         if self.member is None:
             return poll_interval
         return self.member.effective_interval(poll_interval)
@@ -111,23 +116,32 @@ async def budgeted_request(
     timeouts: Timeouts,
     headers: Mapping[str, str] | None = None,
     json_body: Any = None,
+    share_window: float = 0.0,
 ) -> HttpResponse:
-    """One discovery call drawn from the shared budget; a 429 pauses the whole budget."""
-    if member is not None:
-        started = time.monotonic()
-        await member.acquire(budget)
-        BUDGET_WAIT.labels(budget.name).inc(time.monotonic() - started)
-    resp = await http.request(
-        method,
-        url,
-        connect_timeout=timeouts.connect,
-        read_timeout=timeouts.read,
-        headers=headers,
-        json_body=json_body,
-    )
-    if resp.status == 429 and member is not None:
-        member.throttled(parse_retry_after(resp.headers.get("Retry-After")))
-    return resp
+    """One discovery call drawn from the shared budget; a 429 pauses the whole budget.
+    With `share_window`, an identical GET (same URL and headers) in flight or answered
+    within that many seconds answers instead, and costs no budget (discovery/sharing.py)."""
+
+    async def send() -> HttpResponse:
+        if member is not None:
+            started = time.monotonic()
+            await member.acquire(budget)
+            BUDGET_WAIT.labels(budget.name).inc(time.monotonic() - started)
+        resp = await http.request(
+            method,
+            url,
+            connect_timeout=timeouts.connect,
+            read_timeout=timeouts.read,
+            headers=headers,
+            json_body=json_body,
+        )
+        if resp.status == 429 and member is not None:
+            member.throttled(parse_retry_after(resp.headers.get("Retry-After")))
+        return resp
+
+    if share_window <= 0 or method != "GET" or json_body is not None:
+        return await send()
+    return await http.sharing.call(call_key(method, url, headers or {}), share_window, send)
 
 
 def scrub_discovery(result: Discovery, secrets: tuple[str, ...]) -> Discovery:

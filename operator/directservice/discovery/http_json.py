@@ -158,6 +158,7 @@ class HttpJsonProvider(BudgetSeat):
                 self.spec.url,
                 timeouts=self.timeouts,
                 headers=await self.headers(used),
+                share_window=self.share_window,
             )
             check_status(resp, self.spec.success_statuses)
 

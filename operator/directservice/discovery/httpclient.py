@@ -30,6 +30,7 @@ from yarl import URL
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
 from directservice.discovery.addresses import AddressPolicy, AddressRefused, CheckingResolver
+from directservice.discovery.sharing import CallSharing
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -83,6 +84,7 @@ class HttpClient:
     ) -> None:
         self.max_body_bytes = max_body_bytes
         self.user_agent = user_agent
+        self.sharing = CallSharing()  # one for a client and its restricted forms
         self.addresses = addresses
         self._limit = limit
         self._resolver = resolver
@@ -104,6 +106,7 @@ class HttpClient:
                 dns_cache_seconds=self._dns_cache_seconds,
                 user_agent=self.user_agent,
             )
+            client.sharing = self.sharing
             self._restricted[policy] = client
         return client
 

@@ -121,6 +121,7 @@ class PaiEasProvider(BudgetSeat):
             self.url,
             timeouts=self.timeouts,
             headers={"Accept": "application/json"},
+            share_window=self.share_window,
         )
         check_status(resp)
         return self.answers.parse(

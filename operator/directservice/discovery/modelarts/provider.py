@@ -148,6 +148,7 @@ class ModelArtsProvider(BudgetSeat):
             self.url,
             timeouts=self.timeouts,
             headers={"Accept": "application/json", **auth.headers()},
+            share_window=self.share_window,
         )
 
     async def _auth(self, http: HttpClient, used: list[str]) -> _Auth:

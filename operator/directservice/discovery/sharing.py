@@ -1,0 +1,79 @@
+"""Discovery calls shared by DirectServices that ask the same thing.
+
+Many DirectServices can watch one upstream with one credential (one per team namespace, say).
+Their calls are identical: same method, URL and headers. One of them is sent at a time, and
+its successful answer serves the others for one poll interval of theirs: a caller gets an
+answer at most one interval old, the bound it has when polling alone. Calls with different
+headers (another token, a signature with its own timestamp) are never shared, so no
+DirectService ever sees an answer fetched with another's credential.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # httpclient holds the one CallSharing of a client family
+    from directservice.discovery.httpclient import HttpResponse
+
+Clock = Callable[[], float]
+CallKey = tuple[str, str, str]  # method, URL, digest of the headers
+PRUNE_EVERY_CALLS = 1000
+MAX_WINDOW = 3600.0  # s: the longest poll interval worth sharing an answer for
+
+
+def call_key(method: str, url: str, headers: Mapping[str, str]) -> CallKey:
+    canonical = "\n".join(sorted(f"{k.lower()}:{v}" for k, v in headers.items()))
+    return method, url, hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class CallSharing:
+    clock: Clock = time.monotonic
+    _in_flight: dict[CallKey, asyncio.Future[HttpResponse]] = field(default_factory=dict)
+    _answers: dict[CallKey, tuple[float, HttpResponse]] = field(default_factory=dict)
+    shared: int = 0  # calls answered without a request of their own (for tests and metrics)
+    _calls: int = 0
+
+    async def call(
+        self, key: CallKey, window: float, send: Callable[[], Awaitable[HttpResponse]]
+    ) -> HttpResponse:
+        """`send()`'s answer, or one from an identical call in flight or at most `window`
+        seconds old (only 2xx answers are kept)."""
+        self._calls += 1
+        if self._calls % PRUNE_EVERY_CALLS == 0:
+            self.forget_older_than(MAX_WINDOW)
+        kept = self._answers.get(key)
+        if kept is not None and self.clock() - kept[0] < window:
+            self.shared += 1
+            return kept[1]
+        running = self._in_flight.get(key)
+        if running is not None:
+            self.shared += 1
+            return await asyncio.shield(running)  # a cancelled waiter leaves the call alone
+        task = asyncio.ensure_future(self._send(key, send))
+        self._in_flight[key] = task
+        return await asyncio.shield(task)
+
+    async def _send(
+        self, key: CallKey, send: Callable[[], Awaitable[HttpResponse]]
+    ) -> HttpResponse:
+        try:
+            answer = await send()
+        finally:
+            self._in_flight.pop(key, None)
+        if 200 <= answer.status < 300:
+            self._answers[key] = (self.clock(), answer)
+        else:
+            self._answers.pop(key, None)
+        return answer
+
+    def forget_older_than(self, age: float) -> None:
+        """Drop answers nobody can use any more (callers that went away)."""
+        now = self.clock()
+        for key in [k for k, (at, _) in self._answers.items() if now - at >= age]:
+            del self._answers[key]
