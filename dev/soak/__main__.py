@@ -90,7 +90,8 @@ def headline(summary: dict[str, Any]) -> list[str]:
         f"endpoint loss: {loss['total']} ({loss['settled_checks']:,} settled checks, "
         f"{loss['settled_coverage_pct']} % of slots; {loss['published_states_judged']:,} "
         f"published states judged; final {loss['final']['settled']}/{loss['final']['services']}"
-        " settled)",
+        f" settled); late while the operator's polls failed: {loss['late_while_failing']} "
+        f"checks of {loss['services_late']} services",
     ]
 
 

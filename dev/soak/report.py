@@ -103,6 +103,9 @@ def loss_json(run: SoakRun) -> dict[str, Any]:
         "total": loss.lost + run.final.unsettled,
         "unexplained_states": kinds.get("unexplained", 0),
         "unsettled_checks": kinds.get("unsettled", 0),
+        # Not losses: an older answer kept while the operator's own polls of it failed.
+        "late_while_failing": len(loss.late),
+        "services_late": len({v.service for v in loss.late}),
         "services_with_loss": list(loss.services_with_loss),
         "published_states_judged": loss.states_judged,
         "answer_versions": loss.versions,
@@ -119,6 +122,7 @@ def loss_json(run: SoakRun) -> dict[str, Any]:
             ][:SHOWN_VIOLATIONS],
         },
         "violations": [violation_json(v, run) for v in loss.violations[:SHOWN_VIOLATIONS]],
+        "late": [violation_json(v, run) for v in loss.late[:SHOWN_VIOLATIONS]],
     }
 
 

@@ -175,7 +175,7 @@ def _soak(
     names = [fleet_dsvc(i) for i in fleet]
     steps = int((end - origin) // s.sample_seconds)
     times = [origin + k * s.sample_seconds for k in range(1, steps + 1)]
-    failures = read_logs(sorted(s.workdir.glob("operator-*.log")), FLEET_NS)
+    failures = operator_failures(s.workdir)
     return SoakRun(
         settings=s.to_json(),
         meta=meta,
@@ -185,7 +185,8 @@ def _soak(
         warmup=s.warmup,
         samples=sampler.snapshot(),
         restarts=restarter.records,
-        loss=check_all(names, view, timelines, times, settle),
+        loss=check_all(names, view, timelines, times, settle, failures),
+        # Strict: after the quiet tail every service must publish its answer, failing or not.
         final=check_all(names, view, timelines, [end], settle),
         plan=plan,
         sabotage=chaos.sabotaged,
@@ -203,6 +204,11 @@ def _soak(
         unprovoked_failures=unprovoked(failures, view),
         sampler_errors=list(sampler.errors),
     )
+
+
+def operator_failures(workdir: Path) -> dict[str, list[tuple[float, str]]]:
+    """The failed polls every operator process logged so far, per fleet service."""
+    return read_logs(sorted(workdir.glob("operator-*.log")), FLEET_NS)
 
 
 def _restored(
@@ -234,11 +240,14 @@ def _progress(
         now = time.time()
         last = next((x for x in reversed(sampler.snapshot()) if x.rss_kib is not None), None)
         names = [fleet_dsvc(i) for i in range(s.services)]
-        loss = check_all(names, book.view(), watcher.timelines(FLEET_NS), [now], settle)
+        timelines = watcher.timelines(FLEET_NS)
+        failures = operator_failures(s.workdir)
+        loss = check_all(names, book.view(), timelines, [now], settle, failures)
         rss = "-" if last is None else f"{(last.rss_kib or 0) / 1024:.0f} MiB"
         fds = "-" if last is None else str(last.fds)
         print(
             f"  t+{(now - origin) / 60:4.1f} min: RSS {rss}, fds {fds}, "
-            f"loss so far {loss.lost} ({loss.checks}/{s.services} settled now)",
+            f"loss so far {loss.lost}, late {len(loss.late)} "
+            f"({loss.checks}/{s.services} settled now)",
             flush=True,
         )

@@ -157,6 +157,57 @@ def test_check_all_counts_every_service_and_slot() -> None:
     assert report.versions == 4
 
 
+# A fleet service early in a soak on a starved machine: it gains .11 at 10.7 s; the
+# operator's poll times out (logged at 21.8 s, its retries back off silently) and its next
+# successful poll, at 109.7 s, publishes the new answer. It kept its last-known-good ten.
+GAINED = (Version(0.0, 0.0, TEN), Version(10.7, 10.8, ELEVEN))
+KEPT_TEN = (Published(5.0, TEN), Published(109.7, ELEVEN))
+TIMED_OUT = (21.8,)
+SOAK_SETTLE = settle_times(5.0, 3, 10.0, 8, 7.0, 15.0)
+
+
+def test_an_older_answer_kept_while_the_operators_polls_fail_is_late_not_lost() -> None:
+    times = grid(5.0, 150.0)
+    strict = check_service(SERVICE, book(GAINED), KEPT_TEN, times, SOAK_SETTLE)
+    # Settled 45 s after the change: 60 ... 105 s see the ten, .11 missing.
+    assert [v.at for v in strict.violations] == grid(60.0, 105.0)
+    assert {v.missing for v in strict.violations} == {("10.0.1.11:8000",)}
+
+    told = check_service(SERVICE, book(GAINED), KEPT_TEN, times, SOAK_SETTLE, TIMED_OUT)
+    assert told.violations == ()
+    assert [(v.kind, v.at) for v in told.late] == [("late", t) for t in grid(60.0, 105.0)]
+    assert told.checks == strict.checks  # still settled checks, only judged differently
+
+
+def test_a_failure_excuses_neither_a_stall_nor_a_state_it_did_not_keep() -> None:
+    times = grid(5.0, 300.0)
+    # The loop stalls after the failure: late for `failing` after it, then a loss.
+    stalled = check_service(SERVICE, book(GAINED), KEPT_TEN[:1], times, SOAK_SETTLE, TIMED_OUT)
+    assert max(v.at for v in stalled.late) <= 21.8 + SOAK_SETTLE.failing
+    assert min(v.at for v in stalled.violations) == pytest.approx(140.0)
+    assert len(stalled.late) + len(stalled.violations) == len(grid(60.0, 300.0))
+    # A failure before the state was published: polls since have succeeded, or it would
+    # not have been published.
+    early = (Published(30.0, TEN), Published(109.7, ELEVEN))
+    result = check_service(SERVICE, book(GAINED), early, times, SOAK_SETTLE, TIMED_OUT)
+    assert result.late == () and len(result.violations) == len(grid(60.0, 105.0))
+    # A state no answer ever had is lost, failing polls or not.
+    partial = (Published(5.0, TEN), Published(20.0, TEN - eps(3)), Published(109.7, ELEVEN))
+    result = check_service(SERVICE, book(GAINED), partial, times, SOAK_SETTLE, TIMED_OUT)
+    assert result.late == ()
+    assert [v.kind for v in result.violations] == ["unexplained"] + ["unsettled"] * 10
+
+
+def test_check_all_takes_the_failures_from_the_operators_logs() -> None:
+    view = BookView({SERVICE: GAINED}, {}, ())
+    failures = {SERVICE: [(21.8, "Timeout")], "fleet-00002": [(1.0, "Timeout")]}
+    times = grid(60.0, 105.0)
+    report = check_all([SERVICE], view, {SERVICE: KEPT_TEN}, times, SOAK_SETTLE, failures)
+    assert (report.lost, len(report.late), report.checks) == (0, 10, 10)
+    strict = check_all([SERVICE], view, {SERVICE: KEPT_TEN}, times, SOAK_SETTLE)
+    assert (strict.lost, strict.late) == (10, ())
+
+
 def test_settle_times_follow_the_operators_rules() -> None:
     settle = settle_times(
         interval=5.0,
@@ -169,3 +220,5 @@ def test_settle_times_follow_the_operators_rules() -> None:
     assert settle.answer == pytest.approx(5.0 * 4 + 10.0 + 15.0)
     assert settle.fault == pytest.approx(5.0 * 9 + 7.0 + 15.0)  # the longest backoff
     assert settle.quiet == pytest.approx(settle.fault + 7.0)
+    # Backing off 1, 2, 4 and 8 intervals, four polls that time out (7 s), the slack.
+    assert settle.failing == pytest.approx(5.0 * 15 + 4 * 7.0 + 15.0)

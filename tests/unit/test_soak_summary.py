@@ -175,6 +175,16 @@ def test_the_summary_counts_final_mismatches_once_and_is_strict_json() -> None:
     json.loads(json.dumps(summary, allow_nan=False))
 
 
+def test_late_checks_are_listed_apart_and_are_no_loss() -> None:
+    late = (_violation("fleet-00211", 60.0, "late"), _violation("fleet-00211", 65.0, "late"))
+    run = _run(())
+    run = dataclasses.replace(run, loss=dataclasses.replace(run.loss, late=late))
+    loss = build_summary(run)["loss"]
+    assert (loss["total"], loss["late_while_failing"], loss["services_late"]) == (0, 2, 1)
+    assert [v["at_minutes"] for v in loss["late"]] == [1.0, 1.083]
+    assert loss["violations"] == []
+
+
 def test_finite_turns_nan_into_null_everywhere() -> None:
     assert finite({"a": [math.nan, 1.0, (math.inf,)], "b": {"c": -math.inf}}) == {
         "a": [None, 1.0, [None]],
