@@ -57,14 +57,11 @@ def test_callers_of_one_upstream_share_one_request_per_interval() -> None:
         for p in providers:
             await p.discover(http)  # type: ignore[attr-defined]
 
-    asyncio.run(poll_all())
-    assert len(http.requests) == 1
-    clock.now += 4.9
-    asyncio.run(poll_all())
-    assert len(http.requests) == 1, "still within the interval"
-    clock.now += 0.2
-    asyncio.run(poll_all())
-    assert len(http.requests) == 2
+    for round_no in range(1, 4):  # all ten poll once an interval: one request a round
+        asyncio.run(poll_all())
+        assert len(http.requests) == round_no
+        clock.now += 4.9
+    assert http.sharing.shared == 3 * 9
 
 
 def test_concurrent_identical_calls_wait_for_the_one_in_flight() -> None:
@@ -107,6 +104,20 @@ def test_a_failed_answer_is_not_kept_for_others(status: int) -> None:
 
     asyncio.run(twice())
     assert len(http.requests) == 2
+
+
+def test_a_caller_never_gets_its_own_answer_back() -> None:
+    clock = Clock()
+    http = Upstream(clock)
+    alone = provider()
+
+    async def poll() -> None:
+        await alone.discover(http)  # type: ignore[attr-defined]
+
+    for _ in range(3):
+        asyncio.run(poll())
+        clock.now += 4.8  # its next poll comes a little before its own interval is over
+    assert len(http.requests) == 3, "every poll of its own was sent"
 
 
 def test_before_its_first_poll_a_provider_shares_nothing() -> None:

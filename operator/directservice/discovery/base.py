@@ -68,6 +68,8 @@ class BudgetSeat:
 
     def __init__(self, member: Member | None) -> None:
         self.member = member
+        # Who calls, for shared calls: a caller never gets its own previous answer back.
+        self.caller = member.member_id if member is not None else f"provider-{id(self)}"
 
     def effective_interval(self, poll_interval: float) -> float:
         self.share_window = poll_interval
@@ -117,6 +119,7 @@ async def budgeted_request(
     headers: Mapping[str, str] | None = None,
     json_body: Any = None,
     share_window: float = 0.0,
+    caller: str = "",
 ) -> HttpResponse:
     """One discovery call drawn from the shared budget; a 429 pauses the whole budget.
     With `share_window`, an identical GET (same URL and headers) in flight or answered
@@ -141,7 +144,8 @@ async def budgeted_request(
 
     if share_window <= 0 or method != "GET" or json_body is not None:
         return await send()
-    return await http.sharing.call(call_key(method, url, headers or {}), share_window, send)
+    key = call_key(method, url, headers or {})
+    return await http.sharing.call(key, share_window, send, caller or f"anonymous-{id(send)}")
 
 
 def scrub_discovery(result: Discovery, secrets: tuple[str, ...]) -> Discovery:

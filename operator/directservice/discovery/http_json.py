@@ -159,6 +159,7 @@ class HttpJsonProvider(BudgetSeat):
                 timeouts=self.timeouts,
                 headers=await self.headers(used),
                 share_window=self.share_window,
+                caller=self.caller,
             )
             check_status(resp, self.spec.success_statuses)
 

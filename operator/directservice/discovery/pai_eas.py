@@ -122,6 +122,7 @@ class PaiEasProvider(BudgetSeat):
             timeouts=self.timeouts,
             headers={"Accept": "application/json"},
             share_window=self.share_window,
+            caller=self.caller,
         )
         check_status(resp)
         return self.answers.parse(

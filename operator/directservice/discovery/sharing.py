@@ -2,10 +2,11 @@
 
 Many DirectServices can watch one upstream with one credential (one per team namespace, say).
 Their calls are identical: same method, URL and headers. One of them is sent at a time, and
-its successful answer serves the others for one poll interval of theirs: a caller gets an
-answer at most one interval old, the bound it has when polling alone. Calls with different
-headers (another token, a signature with its own timestamp) are never shared, so no
-DirectService ever sees an answer fetched with another's credential.
+its successful answer serves the *others* for one poll interval of theirs: a caller gets an
+answer at most one interval old, the bound it has when polling alone, and never its own
+previous answer back (its next poll would then send nothing, and it would poll at half
+pace). Calls with different headers (another token, a signature with its own timestamp) are
+never shared, so no DirectService ever sees an answer fetched with another's credential.
 """
 
 from __future__ import annotations
@@ -35,39 +36,44 @@ def call_key(method: str, url: str, headers: Mapping[str, str]) -> CallKey:
 class CallSharing:
     clock: Clock = time.monotonic
     _in_flight: dict[CallKey, asyncio.Future[HttpResponse]] = field(default_factory=dict)
-    _answers: dict[CallKey, tuple[float, HttpResponse]] = field(default_factory=dict)
+    # The last 2xx answer of each call: when, for whom, and the answer.
+    _answers: dict[CallKey, tuple[float, str, HttpResponse]] = field(default_factory=dict)
     shared: int = 0  # calls answered without a request of their own (for tests and metrics)
     _calls: int = 0
 
     async def call(
-        self, key: CallKey, window: float, send: Callable[[], Awaitable[HttpResponse]]
+        self,
+        key: CallKey,
+        window: float,
+        send: Callable[[], Awaitable[HttpResponse]],
+        caller: str,
     ) -> HttpResponse:
-        """`send()`'s answer, or one from an identical call in flight or at most `window`
-        seconds old (only 2xx answers are kept)."""
+        """`send()`'s answer, or one from an identical call of another caller, in flight or
+        at most `window` seconds old (only 2xx answers are kept)."""
         self._calls += 1
         if self._calls % PRUNE_EVERY_CALLS == 0:
             self.forget_older_than(MAX_WINDOW)
         kept = self._answers.get(key)
-        if kept is not None and self.clock() - kept[0] < window:
+        if kept is not None and kept[1] != caller and self.clock() - kept[0] < window:
             self.shared += 1
-            return kept[1]
+            return kept[2]
         running = self._in_flight.get(key)
         if running is not None:
             self.shared += 1
             return await asyncio.shield(running)  # a cancelled waiter leaves the call alone
-        task = asyncio.ensure_future(self._send(key, send))
+        task = asyncio.ensure_future(self._send(key, send, caller))
         self._in_flight[key] = task
         return await asyncio.shield(task)
 
     async def _send(
-        self, key: CallKey, send: Callable[[], Awaitable[HttpResponse]]
+        self, key: CallKey, send: Callable[[], Awaitable[HttpResponse]], caller: str
     ) -> HttpResponse:
         try:
             answer = await send()
         finally:
             self._in_flight.pop(key, None)
         if 200 <= answer.status < 300:
-            self._answers[key] = (self.clock(), answer)
+            self._answers[key] = (self.clock(), caller, answer)
         else:
             self._answers.pop(key, None)
         return answer
@@ -75,5 +81,5 @@ class CallSharing:
     def forget_older_than(self, age: float) -> None:
         """Drop answers nobody can use any more (callers that went away)."""
         now = self.clock()
-        for key in [k for k, (at, _) in self._answers.items() if now - at >= age]:
+        for key in [k for k, (at, _, _) in self._answers.items() if now - at >= age]:
             del self._answers[key]

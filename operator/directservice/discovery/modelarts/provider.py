@@ -149,6 +149,7 @@ class ModelArtsProvider(BudgetSeat):
             timeouts=self.timeouts,
             headers={"Accept": "application/json", **auth.headers()},
             share_window=self.share_window,
+            caller=self.caller,
         )
 
     async def _auth(self, http: HttpClient, used: list[str]) -> _Auth:
