@@ -136,3 +136,39 @@ def test_before_its_first_poll_a_provider_shares_nothing() -> None:
 
     asyncio.run(both())
     assert len(http.requests) == 2
+
+
+def test_a_cancelled_lone_caller_cuts_its_call_but_not_a_shared_one() -> None:
+    async def scenario() -> tuple[bool, bool, int]:
+        sharing = CallSharing()
+        started = asyncio.Event()
+        cut: list[bool] = []
+
+        async def slow() -> HttpResponse:
+            started.set()
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cut.append(True)
+                raise
+            return HttpResponse(200, {}, b"{}", "u")  # pragma: no cover
+
+        alone = asyncio.ensure_future(sharing.call(("GET", "a", ""), 5, slow, "x"))
+        await started.wait()
+        alone.cancel()
+        await asyncio.gather(alone, return_exceptions=True)
+        await asyncio.sleep(0)
+        lone_cut = bool(cut)
+
+        async def quick() -> HttpResponse:
+            await asyncio.sleep(0.05)
+            return HttpResponse(200, {}, b"{}", "u")
+
+        first = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick, "x"))
+        second = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick, "y"))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        answer = await second
+        return lone_cut, first.cancelled(), answer.status
+
+    assert asyncio.run(scenario()) == (True, True, 200)

@@ -129,7 +129,6 @@ async def _stop_gracefully(runtime: Runtime) -> None:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    options = runtime_of(memo).options
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -138,9 +137,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.enabled = False  # we post our own Events, on transitions only
     settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = WATCHED_SLICES
     settings.watching.label_selectors["", "services"] = SERVICE_SELECTOR
-    if options.namespaces:
-        # Namespaced mode runs on Roles only: no cluster-wide namespace or CRD scanning.
-        settings.scanning.disabled = True
+    # No namespace or CRD scanning, in either mode: namespaced mode runs on Roles only, and
+    # cluster-wide kopf stops serving a CRD as soon as it is terminating, so the deletion of
+    # its DirectServices would never be handled and the CRD's own deletion would hang on our
+    # finalizers. Unscanned, the watch goes on and every DirectService is cleaned up.
+    settings.scanning.disabled = True
     runtime = runtime_of(memo)
     if runtime.elector is not None:
         runtime.election_task = asyncio.create_task(_elect(runtime), name="election")

@@ -33,9 +33,17 @@ def call_key(method: str, url: str, headers: Mapping[str, str]) -> CallKey:
 
 
 @dataclass
+class _Flight:
+    """A call in flight and how many callers wait for it."""
+
+    task: asyncio.Future[HttpResponse]
+    waiting: int = 0
+
+
+@dataclass
 class CallSharing:
     clock: Clock = time.monotonic
-    _in_flight: dict[CallKey, asyncio.Future[HttpResponse]] = field(default_factory=dict)
+    _in_flight: dict[CallKey, _Flight] = field(default_factory=dict)
     # The last 2xx answer of each call: when, for whom, and the answer.
     _answers: dict[CallKey, tuple[float, str, HttpResponse]] = field(default_factory=dict)
     shared: int = 0  # calls answered without a request of their own (for tests and metrics)
@@ -57,13 +65,21 @@ class CallSharing:
         if kept is not None and kept[1] != caller and self.clock() - kept[0] < window:
             self.shared += 1
             return kept[2]
-        running = self._in_flight.get(key)
-        if running is not None:
+        flight = self._in_flight.get(key)
+        if flight is not None:
             self.shared += 1
-            return await asyncio.shield(running)  # a cancelled waiter leaves the call alone
-        task = asyncio.ensure_future(self._send(key, send, caller))
-        self._in_flight[key] = task
-        return await asyncio.shield(task)
+        else:
+            flight = _Flight(asyncio.ensure_future(self._send(key, send, caller)))
+            self._in_flight[key] = flight
+        flight.waiting += 1
+        try:
+            return await asyncio.shield(flight.task)  # one cancelled waiter leaves it alone
+        except asyncio.CancelledError:
+            if flight.waiting == 1:  # nobody else waits: cut the call (and its connection)
+                flight.task.cancel()
+            raise
+        finally:
+            flight.waiting -= 1
 
     async def _send(
         self, key: CallKey, send: Callable[[], Awaitable[HttpResponse]], caller: str
