@@ -198,7 +198,7 @@ class SliceWatcher:
                     at = time.time()
                     obj = raw.get("object") or raw.get("raw_object") or {}
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    self._record(_event_of(str(raw["type"]), obj, at))
+                    self._record(self._event(str(raw["type"]), obj, at))
                     if self._stop.is_set():
                         return
             except ApiException as exc:
@@ -210,6 +210,10 @@ class SliceWatcher:
             except Exception as exc:  # connection trouble: note it and resume
                 self.error = exc
                 time.sleep(0.5)
+
+    def _event(self, kind: str, obj: dict[str, Any], at: float) -> SliceEvent:
+        """One watch event as recorded (a subclass may record more of the slice)."""
+        return _event_of(kind, obj, at)
 
     def _record(self, event: SliceEvent) -> None:
         with self._cond:

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 
 from bench.cluster import SLICE_SELECTOR, SliceEvent, SliceWatcher
 from directservice.api.names import LABEL_SERVICE_NAME
@@ -82,32 +81,8 @@ class ReadySliceWatcher(SliceWatcher):
             self._cond.notify_all()
         return str(body["metadata"]["resourceVersion"])
 
-    def _run(self, version: str) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    self._api.list_endpoint_slice_for_all_namespaces,
-                    label_selector=SLICE_SELECTOR,
-                    resource_version=version,
-                    timeout_seconds=30,
-                    deserialize=False,
-                )
-                for raw in stream:
-                    at = time.time()
-                    obj = raw.get("object") or raw.get("raw_object") or {}
-                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
-                    self._record(ready_event(str(raw["type"]), obj, at))
-                    if self._stop.is_set():
-                        return
-            except ApiException as exc:
-                if exc.status == 410:  # too old: list again (counted in relists)
-                    version = self._list()
-                    continue
-                self.error = exc
-                time.sleep(1)
-            except Exception as exc:  # connection trouble: note it and resume
-                self.error = exc
-                time.sleep(0.5)
+    def _event(self, kind: str, obj: dict[str, Any], at: float) -> SliceEvent:
+        return ready_event(kind, obj, at)
 
     def _record(self, event: SliceEvent) -> None:
         with self._cond:  # re-entrant: the base class takes it again
