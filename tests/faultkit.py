@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -40,6 +41,15 @@ def merge_patch(cp: ControlPlane, path: str, body: dict[str, Any]) -> None:
 
 def dsvc_path(namespace: str, name: str = "") -> str:
     return f"{DSVC_API}/namespaces/{namespace}/directservices" + (f"/{name}" if name else "")
+
+
+def missing(cp: ControlPlane, path: str) -> bool:
+    """True once GET `path` answers 404."""
+    try:
+        cp.request("GET", path)
+    except urllib.error.HTTPError as err:
+        return err.code == 404
+    return False
 
 
 def listed(cp: ControlPlane, path: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ again, it serves the re-installed CRD. Each mode runs on a control plane of its 
 from __future__ import annotations
 
 import secrets
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from devenv.controlplane import DEFAULT_CRD_DIR, ControlPlane
 from devenv.operatorproc import OperatorProcess
 from devenv.procs import http_ok
 from directservice.emulator.runner import EmulatorThread
-from faultkit import dsvc_path
+from faultkit import dsvc_path, missing
 from support import (
     create,
     directservice,
@@ -36,14 +35,6 @@ pytestmark = pytest.mark.e2e
 
 CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/directservices.directservice.io"
 NAMESPACE = "crd-removal"
-
-
-def missing(cp: ControlPlane, path: str) -> bool:
-    try:
-        cp.request("GET", path)
-    except urllib.error.HTTPError as err:
-        return err.code == 404
-    return False
 
 
 def published(cp: ControlPlane, emulator: EmulatorThread, ip: str) -> str:

@@ -14,7 +14,6 @@ The operator is cluster-wide (the chart's default) on a control plane of this mo
 from __future__ import annotations
 
 import secrets
-import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from devenv.controlplane import ControlPlane
 from devenv.operatorproc import OperatorProcess
 from directservice.emulator.runner import EmulatorThread
-from faultkit import dsvc_path, listed, log_offset, log_since
+from faultkit import dsvc_path, listed, log_offset, log_since, missing
 from support import (
     clear_faults_of,
     create,
@@ -42,9 +41,6 @@ from support import (
 )
 
 pytestmark = pytest.mark.e2e
-
-CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/directservices.directservice.io"
-CRD_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +65,6 @@ def published(cp: ControlPlane, emulator: EmulatorThread, namespace: str, **spec
     create(cp, directservice(namespace, name, pai_eas(emulator.url, name), **spec))
     wait_published(cp, namespace, name, {("10.64.0.1", 80), ("10.64.0.2", 80)})
     return name
-
-
-def missing(cp: ControlPlane, path: str) -> bool:
-    try:
-        cp.request("GET", path)
-    except urllib.error.HTTPError as err:
-        return err.code == 404
-    return False
 
 
 def nothing_left(cp: ControlPlane, namespace: str, name: str) -> Callable[[], bool]:
