@@ -17,7 +17,7 @@ from devenv.dnsquery import a_records
 from devenv.netlab import InstanceServer
 from devenv.operatorproc import OperatorProcess
 from directservice.client import CallFailed, DirectClient
-from support import apply, eventually, slices
+from support import apply, events_with, eventually, slices
 
 MODEL = "scorer"  # the model service the instances serve: POST /api/predict/scorer
 PREDICT = f"/api/predict/{MODEL}"
@@ -53,6 +53,20 @@ def publish(
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"provider": provider, "pollInterval": "1s", **spec},
         },
+    )
+
+
+def wait_first_report(cp: ControlPlane, namespace: str, name: str, timeout: float = 20.0) -> None:
+    """Until the first pass has posted both of its Events. The slices are written before the
+    status and the Events, so DNS can answer while the pass is still writing."""
+    eventually(
+        f"the first report of {name}",
+        lambda: all(
+            events_with(cp, namespace, name, reason)
+            for reason in ("DiscoverySucceeded", "EndpointsPublished")
+        ),
+        timeout,
+        0.05,
     )
 
 

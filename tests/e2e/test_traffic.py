@@ -37,6 +37,7 @@ from traffic import (
     slice_writes,
     static,
     wait_dns,
+    wait_first_report,
     writes_by_kind,
 )
 
@@ -112,6 +113,7 @@ def test_a_killed_instance_leaves_dns_within_the_bound_and_calls_keep_succeeding
 ) -> None:
     publish(own_cluster, NAMESPACE, "kill", static(instances), healthCheck=CHECK)
     wait_dns(traffic_dns, "kill", NAMESPACE, ips(instances))
+    wait_first_report(own_cluster, NAMESPACE, "kill")  # its status and Events are not counted
     victim = instances[1]
     client = DirectClient(
         "kill", NAMESPACE, dns_server=traffic_dns.address, timeout=1.0, path=PREDICT
