@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from directservice.obs.logs import JsonFormatter, ObjectLogger, TextFormatter
+from directservice.obs.logs import JsonFormatter, ObjectLogger, QuietSuccesses, TextFormatter
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +44,13 @@ def test_kopf_records_get_the_object_from_k8s_ref() -> None:
 def test_records_about_nothing_have_no_object() -> None:
     assert "object" not in json.loads(JsonFormatter().format(_record("starting")))
     assert TextFormatter().format(_record("starting")).endswith(": starting")
+
+
+def test_success_lines_of_event_handlers_are_dropped_and_nothing_else() -> None:
+    quiet = QuietSuccesses(("slice_event",))
+    assert not quiet.filter(_record("Handler 'slice_event' succeeded."))
+    assert quiet.filter(_record("Handler 'poll' succeeded."))  # not an event handler
+    failed = _record("Handler 'slice_event' succeeded.")
+    failed.levelno = logging.WARNING  # whatever kopf says above INFO stays
+    assert quiet.filter(failed)
+    assert quiet.filter(_record("Handler 'slice_event' failed temporarily: boom"))

@@ -19,6 +19,18 @@ class ObjectLogger(logging.LoggerAdapter[logging.Logger]):
         return f"[{(self.extra or {})['object']}] {msg}", kwargs
 
 
+class QuietSuccesses(logging.Filter):
+    """Drops kopf's INFO line "Handler 'x' succeeded." of the named handlers. Event
+    handlers run on every watch event: a line each is noise, and CPU at a thousand objects."""
+
+    def __init__(self, handlers: tuple[str, ...]) -> None:
+        super().__init__()
+        self._lines = frozenset(f"Handler {name!r} succeeded." for name in handlers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg in self._lines)
+
+
 def _object_of(record: logging.LogRecord) -> str | None:
     if obj := getattr(record, "object", None):
         return str(obj)
