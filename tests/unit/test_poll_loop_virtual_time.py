@@ -6,8 +6,12 @@ five minutes pass in a fraction of a second. The cluster is a dict behind the wr
 view; the provider is `static`, made to fail on every other poll.
 
 - Discovery flapping between healthy and failing on every poll: the published endpoints are
-  written once and never again, status changes on every flip (the condition turns), and
-  exactly one Event is posted per transition, never more.
+  written once and never again, status writes stay within the allowance (a burst, then one
+  per STATUS_REFILL seconds) though the condition turns on every poll, and an Event is
+  posted only with a written status whose condition turned.
+- A loop that runs every timer 3 s late: condition Overloaded turns True after three polls
+  and back after six on time, one status write and one Event each, and nothing published
+  changes.
 - A stored spec the operator cannot parse: reported InvalidSpec once, then re-checked at the
   INVALID_SPEC_RETRY pace, never faster (no crash loop, no write after the first).
 """
@@ -28,9 +32,11 @@ from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.api.status import EventSpec
 from directservice.controller.reconciler import INVALID_SPEC_RETRY, Reconciler, Shared
+from directservice.controller.reporter import STATUS_BURST, STATUS_REFILL
 from directservice.core.model import Discovery, DiscoveryError, PublishedSlice, ServiceShape
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.static import StaticProvider
+from directservice.obs import metrics
 from directservice.publish.render import read_endpoint_slice, read_service_shape
 from directservice.publish.writer import KubeWriter
 
@@ -60,7 +66,7 @@ class _LeapingSelector(selectors.BaseSelector):
         if not ready:
             if timeout is None:
                 raise AssertionError("deadlock: every task waits and no timer is set")
-            self._loop.now += timeout
+            self._loop.now += timeout + self._loop.lag
         return ready
 
     def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
@@ -73,6 +79,7 @@ class _LeapingSelector(selectors.BaseSelector):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         self.now = 0.0
+        self.lag = 0.0  # s every timer runs late: a busy loop
         super().__init__(_LeapingSelector(self))
 
     def time(self) -> float:
@@ -196,15 +203,17 @@ def test_flapping_every_poll_for_five_minutes(monkeypatch: pytest.MonkeyPatch) -
     assert cluster.writes["create slice"] == cluster.writes["create service"] == 1
     assert sum(n for kind, n in cluster.writes.items() if "status" not in kind) == 2
     downs = sum(1 for a, b in itertools.pairwise(outcomes) if a and not b)
-    ups = sum(1 for a, b in itertools.pairwise(outcomes) if not a and b)
-    reasons = Counter(str(e.reason) for e in cluster.events)
-    # One Event per transition: every flip down, every flip up, and the first success.
-    assert reasons == {"ServerError": downs, "DiscoverySucceeded": ups + 1, "EndpointsPublished": 1}
     assert downs >= 140
+    # Status writes draw on the allowance: a burst, then one per refill period, however
+    # often the condition turns. Each written status tells the truth of its moment, and its
+    # Event is the turn since the status written before: flips between writes cost nothing.
+    bound = STATUS_BURST + MINUTES * 60 / STATUS_REFILL + 1
+    assert cluster.writes["patch status"] <= bound < len(outcomes) / 5
+    turns = [str(e.reason) for e in cluster.events if e.reason != "EndpointsPublished"]
+    assert turns[0] == "DiscoverySucceeded" and len(turns) <= cluster.writes["patch status"]
+    assert all(a != b for a, b in itertools.pairwise(turns)), "an Event only for a turn"
+    assert len(turns) >= bound / 2  # the allowance is used, the flapping is reported
     assert all(e.type == "Warning" for e in cluster.events if e.reason == "ServerError")
-    # Every poll turns the condition, so every poll writes status: the cost of a flapping
-    # source is one status patch and one Event per poll, and nothing else.
-    assert cluster.writes["patch status"] == len(outcomes)
 
 
 def test_an_unparsable_spec_is_rechecked_at_the_invalid_spec_pace(
@@ -228,3 +237,37 @@ def test_an_unparsable_spec_is_rechecked_at_the_invalid_spec_pace(
     assert all(gap >= INVALID_SPEC_RETRY - 1e-6 for gap in gaps), gaps
     assert cluster.writes == {"patch status": 1}
     assert sorted(str(e.reason) for e in cluster.events) == ["InvalidSpec", "NoReadyEndpoints"]
+
+
+def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
+    cluster = FakeCluster()
+    rec = reconciler(cluster)
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "5s",
+            "port": {"name": "http"}}  # fmt: skip
+    source = body(spec)
+    seen: list[float] = []
+
+    async def main(virtual: VirtualTimeLoop) -> None:
+        loop = asyncio.ensure_future(rec.run(lambda: source, Never()))
+        await asyncio.sleep(20)  # the first poll, on time
+        virtual.lag = 3.0  # over the 1 s bound of a 5 s interval
+        await asyncio.sleep(60)
+        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
+        virtual.lag = 0.0
+        await asyncio.sleep(60)
+        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
+        await rec.close()
+        await loop
+        await rec.shared.http.close()
+
+    virtual = VirtualTimeLoop()
+    try:
+        virtual.run_until_complete(main(virtual))
+    finally:
+        virtual.close()
+
+    reasons = [str(e.reason) for e in cluster.events]
+    assert reasons == ["DiscoverySucceeded", "EndpointsPublished", "Overloaded", "PollsOnTime"]
+    assert cluster.writes["patch status"] == 3  # the first poll, and once each way
+    assert cluster.writes["create slice"] == 1 and cluster.writes["replace slice"] == 0
+    assert seen == [1.0, 0.0]

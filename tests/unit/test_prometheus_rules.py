@@ -116,7 +116,7 @@ def test_prometheus_schema_refuses_typos() -> None:
 
 
 # Alerts about the operator as a whole, not about one DirectService.
-OPERATOR_ALERTS = {"DirectServiceShardUnowned"}
+OPERATOR_ALERTS = {"DirectServiceShardUnowned", "DirectServiceOperatorOverloaded"}
 
 
 def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:

@@ -221,3 +221,21 @@ def test_the_shard_is_written_when_it_changes_and_only_then(healthy: dict[str, A
     unsharded, _ = next_status(again, ok(T4))
     assert unsharded["shard"] is None  # a merge patch removes it
     assert "shard" not in next_status(healthy, ok(T4))[0]
+
+
+def test_overloaded_appears_once_it_is_true_and_stays_as_it_is_without_a_verdict(
+    healthy: dict[str, Any],
+) -> None:
+    on_time, events = next_status(healthy, ok(T1, failure_reason=None, overloaded=False))
+    assert not status_differs(healthy, on_time) and events == []  # never late: no condition
+    late, events = next_status(on_time, ok(T2, overloaded=True))
+    assert condition(late, "Overloaded")["status"] == "True"
+    assert [(e.type, e.reason) for e in events] == [("Warning", "Overloaded")]
+    assert condition(late, HEALTHY)["status"] == "True"  # not a discovery failure
+    for now in (T3, T4):  # still late, or a restarted operator without a verdict yet
+        for verdict in (True, None):
+            same, events = next_status(late, ok(now, overloaded=verdict))
+            assert not status_differs(late, same) and events == []
+    back, events = next_status(late, ok(T3, overloaded=False))
+    assert condition(back, "Overloaded")["reason"] == "PollsOnTime"
+    assert [(e.type, e.reason) for e in events] == [("Normal", "PollsOnTime")]

@@ -57,6 +57,9 @@ class Reason(StrEnum):
     # Stale (with spec.maxStaleness)
     DISCOVERY_STALE = "DiscoveryStale"
     DISCOVERY_FRESH = "DiscoveryFresh"
+    # Overloaded (appears once the operator's polls first ran late)
+    OVERLOADED = "Overloaded"
+    POLLS_ON_TIME = "PollsOnTime"
     # Anything nobody foresaw: the poll loop's error boundary
     INTERNAL_ERROR = "InternalError"
 

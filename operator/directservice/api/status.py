@@ -16,6 +16,8 @@ HEALTHY = "DiscoveryHealthy"
 READY = "Ready"
 PANIC: str = Reason.HEALTH_PANIC  # the condition type is the word of its True reason
 STALE = "Stale"  # only with spec.maxStaleness (HealthPanic only with spec.healthCheck)
+OVERLOADED: str = Reason.OVERLOADED  # only once polls have run late (core/overload.py)
+BAD_WHEN_TRUE = (PANIC, STALE, OVERLOADED)
 MAX_NAMED_EXCLUSIONS = 64
 MAX_NAMED_CONFLICTS = 16
 
@@ -48,6 +50,7 @@ class PollResult:
     # whatever the poll's outcome, as they come from the watches.
     conflicts: tuple[str, ...] = ()
     shard: int | None = None  # None: not sharded
+    overloaded: bool | None = None  # None: no verdict yet; the condition stays as it is
 
 
 @dataclass(frozen=True)
@@ -152,35 +155,21 @@ def next_status(
         _condition(conditions, READY, *readiness, result.now, result.generation),
     ]
     optional = _optional_conditions(result)
+    overload = _overload_condition(result, conditions)
+    if overload is not None:
+        optional.append((OVERLOADED, overload))
     new_conditions += [
         _condition(conditions, kind, *value, result.now, result.generation)
         for kind, value in optional
     ]
-    for new in new_conditions:
-        old_cond = next((c for c in conditions if c.get("type") == new["type"]), None)
-        transitioned = old_cond is None or (old_cond.get("status"), old_cond.get("reason")) != (
-            new["status"],
-            new["reason"],
-        )
-        quiet_start = (
-            old_cond is None and new["type"] in (PANIC, STALE) and new["status"] == "False"
-        )
-        if transitioned and not quiet_start:
-            # HealthPanic and Stale are bad news when True; the others when False.
-            bad = new["status"] == ("True" if new["type"] in (PANIC, STALE) else "False")
-            events.append(
-                EventSpec(
-                    "Warning" if bad else "Normal",
-                    new["reason"],
-                    new["message"],
-                )
-            )
+    events += _transition_events(conditions, new_conditions)
     # One Warning per new set of conflicts, unless a condition turning to Conflict said it.
     said = any(event.reason == Reason.CONFLICT for event in events)
     if conflicts and conflicts != old.get("conflicts") and not said:
         events.append(EventSpec("Warning", Reason.CONFLICT, "; ".join(conflicts)))
     # A condition whose feature was switched off goes; conditions of other writers stay.
-    others = [c for c in conditions if c.get("type") not in (HEALTHY, READY, PANIC, STALE)]
+    mine = {HEALTHY, READY, PANIC, STALE} | ({OVERLOADED} if overload is not None else set())
+    others = [c for c in conditions if c.get("type") not in mine]
     status["conditions"] = new_conditions + others
     return status, events
 
@@ -222,6 +211,50 @@ def _optional_conditions(result: PollResult) -> list[tuple[str, tuple[str, str, 
             )
         )
     return optional
+
+
+def _transition_events(
+    conditions: Sequence[Mapping[str, Any]], new_conditions: Sequence[Mapping[str, Any]]
+) -> list[EventSpec]:
+    """One Event per condition that turned, but for a bad-when-True one appearing False."""
+    events: list[EventSpec] = []
+    for new in new_conditions:
+        old_cond = next((c for c in conditions if c.get("type") == new["type"]), None)
+        transitioned = old_cond is None or (old_cond.get("status"), old_cond.get("reason")) != (
+            new["status"],
+            new["reason"],
+        )
+        quiet_start = old_cond is None and new["type"] in BAD_WHEN_TRUE and new["status"] == "False"
+        if transitioned and not quiet_start:
+            # HealthPanic, Stale and Overloaded are bad news when True; the others when False.
+            bad = new["status"] == ("True" if new["type"] in BAD_WHEN_TRUE else "False")
+            events.append(
+                EventSpec(
+                    "Warning" if bad else "Normal",
+                    new["reason"],
+                    new["message"],
+                )
+            )
+    return events
+
+
+def _overload_condition(
+    result: PollResult, conditions: Sequence[Mapping[str, Any]]
+) -> tuple[str, str, str] | None:
+    """Overloaded=True once polls have run late; False once on time again, only where it was
+    ever set. None: no verdict yet, whatever is there stays (a restart decides anew)."""
+    if result.overloaded is None:
+        return None
+    if result.overloaded:
+        return (
+            "True",
+            Reason.OVERLOADED,
+            "the operator runs its polls late, so they are stretched; this is not a discovery "
+            "failure (see directservice_event_loop_lag_seconds)",
+        )
+    if any(c.get("type") == OVERLOADED for c in conditions):
+        return ("False", Reason.POLLS_ON_TIME, "polls start on time")
+    return None
 
 
 def status_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

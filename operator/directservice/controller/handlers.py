@@ -37,10 +37,12 @@ from directservice.api.names import (
     VERSION,
     Owner,
 )
+from directservice.controller.looplag import sample_loop_lag
 from directservice.controller.reconciler import Reconciler, Shared
 from directservice.controller.runtime import Options, Runtime
 from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.obs import metrics
+from directservice.obs.logs import QuietSuccesses
 from directservice.publish.render import Foreign, observe_service, observe_slice
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | Foreign]
 # Every slice that names a Service but the built-in controller's (`!=` matches a slice
 # without the label too): ours, and those that would serve under our names.
 BUILTIN_SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
+# Event handlers run on every watch event; kopf's "succeeded" line for each is dropped.
+QUIET_EVENT_HANDLERS = QuietSuccesses(("slice_event", "service_event", "really_deleted"))
 WATCHED_SLICES = f"{LABEL_SERVICE_NAME},{LABEL_MANAGED_BY}!={BUILTIN_SLICE_CONTROLLER}"
 
 
@@ -84,6 +88,8 @@ class IndexView:
 async def run(options: Options) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
     runtime = Runtime.connect(options)
+    runtime.health.start_thread()  # checks on the second core, off the poll loop
+    lag = asyncio.get_running_loop().create_task(sample_loop_lag(), name="loop-lag")
     try:
         await kopf.operator(
             clusterwide=not options.namespaces,
@@ -94,6 +100,7 @@ async def run(options: Options) -> None:
             stop_flag=runtime.stop,
         )
     finally:
+        lag.cancel()
         if runtime.elector is not None:
             await runtime.elector.stop()  # a no-op after a graceful stop
         await runtime.health.close()
@@ -135,6 +142,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # we post our own Events, on transitions only
+    logging.getLogger("kopf.objects").addFilter(QUIET_EVENT_HANDLERS)  # the same filter once
     settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = WATCHED_SLICES
     settings.watching.label_selectors["", "services"] = SERVICE_SELECTOR
     # No namespace or CRD scanning, in either mode: namespaced mode runs on Roles only, and

@@ -137,8 +137,10 @@ class Pipeline:
         self.settled = self.publisher.fingerprint()
         return writes
 
-    def annotate(self, spec: DirectServiceSpec, result: PollResult) -> PollResult:
-        """Add what traffic state and staleness say to a poll's result."""
+    def annotate(
+        self, spec: DirectServiceSpec, result: PollResult, *, overloaded: bool | None = None
+    ) -> PollResult:
+        """Add what traffic state, staleness and the loop's lateness say to a poll's result."""
         stale: bool | None = None
         if spec.max_staleness is not None:
             answered = self.answered_at or 0.0
@@ -152,6 +154,7 @@ class Pipeline:
             panic_threshold=check.panic_threshold_percent if check is not None else 50,
             stale=stale,
             max_staleness=format_duration(spec.max_staleness) if spec.max_staleness else "",
+            overloaded=overloaded,
         )
 
     def _success(

@@ -33,6 +33,7 @@ from directservice.controller.pipeline import Pipeline, poll_interval, utc_now
 from directservice.controller.reporter import Body, Reporter, generation_of, reported_provider
 from directservice.controller.traffic import TrafficState
 from directservice.core.model import InternalError, summarize
+from directservice.core.overload import NO_VERDICT, Lateness, record_lateness
 from directservice.discovery import parse_spec, provider_for
 from directservice.discovery.base import Provider
 from directservice.discovery.budget import RateBudgets, backoff_delay
@@ -90,7 +91,9 @@ class Reconciler:
     _last_result: PollResult | None = None
     _get_body: Callable[[], Body] | None = None
     _refresh_pending: bool = False
+    _report_timer: asyncio.TimerHandle | None = None  # a status that waits for its turn
     shard: int = 0  # of the shard key of the spec parsed last (the owner's key before)
+    lateness: Lateness = NO_VERDICT  # how late its polls start: the Overloaded verdict
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
@@ -107,6 +110,7 @@ class Reconciler:
             self.log,
             conflicts=self.publisher.conflicts,
             shard=lambda: self.shard if self.shared.ownership.shards > 1 else None,
+            defer=self._report_later,
         )
         self.traffic = TrafficState(self.owner, self.shared.health, self.request_refresh)
         self.pipeline = Pipeline(self.owner, self.shared, self.log, self.publisher, self.traffic)
@@ -139,9 +143,17 @@ class Reconciler:
                             if self.closed and self._in_flight.cancelled():
                                 break  # close() gave up waiting for this poll
                             raise
-                await self._sleep(delay, stopped)
+                late = await self._sleep(delay, stopped)
+                if late is not None:
+                    self._note_lateness(late)
         finally:
             # Metric series stay: they live as long as the DirectService (handlers.forget).
+            if self._report_timer is not None:
+                self._report_timer.cancel()
+                self._report_timer = None
+            if self.lateness.overloaded:
+                metrics.OVERLOADED.dec()
+            self.lateness = NO_VERDICT
             self.traffic.close()
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
@@ -186,16 +198,38 @@ class Reconciler:
         async with self._busy:
             pass
 
-    async def _sleep(self, delay: float, stopped: Stopped) -> None:
+    async def _sleep(self, delay: float, stopped: Stopped) -> float | None:
+        """Until `delay` has passed, an edit or the stop; how late it woke when the time ran
+        out (None when woken early)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
         waiters = [
             asyncio.ensure_future(self.wake.wait()),
             asyncio.ensure_future(stopped.wait()),
         ]
         try:
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for waiter in waiters:
                 waiter.cancel()
+        return None if done else max(0.0, loop.time() - due)
+
+    def _note_lateness(self, late: float) -> None:
+        """A busy loop runs the poll's timer late: the Overloaded verdict (core/overload)."""
+        metrics.POLL_LATENESS.observe(late)
+        interval = self.interval(self._spec) if self._spec is not None else 5.0
+        was = bool(self.lateness.overloaded)
+        self.lateness = record_lateness(self.lateness, late, interval)
+        if bool(self.lateness.overloaded) == was:
+            return
+        if self.lateness.overloaded:
+            metrics.OVERLOADED.inc()
+            self.log.warning("polls run late (%.1f s): the operator is overloaded", late)
+        else:
+            metrics.OVERLOADED.dec()
+            self.log.info("polls run on time again")
 
     def _interval_of(self, body: Body) -> float:
         try:
@@ -255,7 +289,7 @@ class Reconciler:
             return INVALID_SPEC_RETRY
         assert self._provider is not None
         synced = await self.pipeline.sync(spec, self._provider, generation, quiet=self.failures > 0)
-        result = self.pipeline.annotate(spec, synced)
+        result = self.pipeline.annotate(spec, synced, overloaded=self.lateness.overloaded)
         await self.reporter.report(body, result)
         self._last_result = result
         interval = self.interval(spec)
@@ -297,6 +331,17 @@ class Reconciler:
 
     # -- between polls -------------------------------------------------------------
 
+    def _report_later(self, delay: float) -> None:
+        """The status had to wait for the allowance: report again once one is allowed (a
+        poll in between may do it first; the timer then finds nothing to write)."""
+        if self._report_timer is None and not self.closed:
+            loop = asyncio.get_running_loop()
+            self._report_timer = loop.call_later(delay, self._report_due)
+
+    def _report_due(self) -> None:
+        self._report_timer = None
+        self.request_refresh()
+
     def request_refresh(self) -> None:
         """A health verdict turned or a drain ended: re-publish the accepted answer soon
         (once for any number of requests made before it runs)."""
@@ -323,7 +368,9 @@ class Reconciler:
                     # Not a discovery change: lastSuccessfulSync stays, even when the poll
                     # before this refresh had published one.
                     refreshed = dataclasses.replace(last, now=utc_now(), published_changed=False)
-                    result = self.pipeline.annotate(spec, refreshed)
+                    result = self.pipeline.annotate(
+                        spec, refreshed, overloaded=self.lateness.overloaded
+                    )
                     await self.reporter.report(self._get_body(), result)
                     self._last_result = result
         except Fenced:

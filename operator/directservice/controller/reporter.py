@@ -1,9 +1,16 @@
 """Status and Events of one DirectService: written only when something the user should see
 changed, so a steady state costs no API writes. Reads of a stored object tolerate any shape.
+
+Status writes draw on an allowance (core/allowance.py: STATUS_BURST at once, then one per
+STATUS_REFILL seconds), so a flapping discovery or a swinging load costs a bounded number of
+writes a minute. A status that has to wait is asked for again (`defer`) once one is allowed;
+it then says what is true at that moment, and its Events are the transitions since the last
+status written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,11 +18,15 @@ from typing import Any
 
 from directservice.api.names import Owner
 from directservice.api.status import PollResult, next_status, status_differs
+from directservice.core.allowance import Allowance
 from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.writer import KubeWriter, WriteError
 
 Body = Mapping[str, Any]
+STATUS_BURST = 5
+STATUS_REFILL = 6.0  # s: at most 5 + 10 status writes a minute per DirectService
+FULL_ALLOWANCE = Allowance.full(STATUS_BURST, STATUS_REFILL)
 
 
 def no_conflicts() -> tuple[str, ...]:
@@ -30,7 +41,10 @@ class Reporter:
     # What is in the way, as the publisher sees it now (publisher.conflicts).
     conflicts: Callable[[], tuple[str, ...]] = no_conflicts
     shard: Callable[[], int | None] = lambda: None  # the shard it belongs to, when sharded
+    # Asked to report again after this many seconds: a status that had to wait its turn.
+    defer: Callable[[float], None] = lambda delay: None
     _status: dict[str, Any] | None = field(default=None, repr=False)  # the last one written
+    _allowance: Allowance = FULL_ALLOWANCE
 
     async def report(self, body: Body, result: PollResult) -> None:
         """Patch status if it differs, then post the Events of its transitions. A failed
@@ -43,6 +57,12 @@ class Reporter:
         old = self._status if self._status is not None else status_of(body)
         new, events = next_status(old, result)
         if status_differs(old, new):
+            allowance, wait = self._allowance.spend(asyncio.get_running_loop().time())
+            if wait > 0:
+                metrics.STATUS_WRITES_DEFERRED.inc()
+                self.defer(wait)
+                return
+            self._allowance = allowance
             try:
                 await self.writer.patch_status(self.owner, new)
             except WriteError as exc:

@@ -205,3 +205,27 @@ HEALTH_CHECK_LATENESS = Histogram(
     registry=REGISTRY,
 )
 # --- end of active health checks --------------------------------------------------------------
+# --- load ---------------------------------------------------------------------------------------
+LOOP_LAG = Histogram(
+    "directservice_event_loop_lag_seconds",
+    "How late the event loop runs a timer due every half second: time it was busy elsewhere.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+POLL_LATENESS = Histogram(
+    "directservice_poll_lateness_seconds",
+    "How late polls start after their due time (condition Overloaded when it persists).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+OVERLOADED = Gauge(
+    "directservice_overloaded_services",
+    "DirectServices whose polls have run late in a row (condition Overloaded=True).",
+    registry=REGISTRY,
+)
+STATUS_WRITES_DEFERRED = Counter(
+    "directservice_status_writes_deferred_total",
+    "Status writes put off because a DirectService had used its allowance (a flapping source).",
+    registry=REGISTRY,
+)
+# --- end of load --------------------------------------------------------------
