@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from directservice.core.endpoints import Traffic, compose
+from directservice.core.endpoints import Drain, Traffic, compose
 from directservice.core.model import (
     AddressFamily,
     EndpointState,
@@ -19,7 +19,7 @@ from directservice.core.model import (
     SliceKey,
     SlicePlan,
 )
-from directservice.core.planner import Members, desired_endpoints, plan_slices
+from directservice.core.planner import API_MAX_PER_SLICE, Members, desired_endpoints, plan_slices
 from directservice.publish.render import Owner, build_endpoint_slice, read_endpoint_slice
 
 pytestmark = pytest.mark.unit
@@ -121,7 +121,9 @@ def check_plan(
         return
     for content in contents:
         assert content is not None
-        assert 1 <= len(content.endpoints) <= max_per_slice
+        active = [ip for ip, state in content.endpoints if not state.terminating]
+        assert 1 <= len(content.endpoints) <= API_MAX_PER_SLICE
+        assert len(active) <= max_per_slice  # draining endpoints may ride on top
         assert content.port_name == port_name
         for ip, state in content.endpoints:
             assert (content.key, ip) not in seen, f"{ip} published twice"
@@ -270,6 +272,29 @@ def test_big_one_added_is_one_create(big: tuple[list[Instance], list[PublishedSl
     assert result.writes == 1
     assert len(result.create) == 1  # every existing slice is full
     assert result.create[0].content.as_map().keys() == {ip4(N + 5)}
+
+
+def test_big_one_replaced_while_draining_is_one_update_and_one_at_the_drain_end(
+    big: tuple[list[Instance], list[PublishedSlice]],
+) -> None:
+    instances, published = big
+    gone, successor = instances[4321], Instance(ip4(N + 7), 80)
+    answer = [*instances[:4321], *instances[4322:], successor]
+    draining = Traffic(draining=(Drain(gone, until=10.0),))
+    desired = desired_endpoints(compose(answer, draining).endpoints, None)
+    result = plan_slices(
+        SERVICE, desired, published, port_name="http", owner_uid=UID, max_per_slice=100
+    )
+    # The full slice keeps its draining endpoint and takes the successor: 101 in one write.
+    ((written, _),) = result.update
+    assert result.writes == 1 and {written.name} == holders(published, [gone.ip])
+    members = written.content.as_map()
+    assert members[gone.ip].terminating and not members[successor.ip].terminating
+    assert len(members) == 101
+    after = apply(published, result)
+    ended = plan(answer, after)  # the drain is over
+    assert ended.writes == 1 and [d.name for d, _ in ended.update] == [written.name]
+    assert len(ended.update[0][0].content.endpoints) == 100
 
 
 def test_big_one_weight_changed_is_one_update(

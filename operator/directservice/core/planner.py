@@ -7,6 +7,8 @@ It follows the upstream EndpointSlice reconciler's rules:
 - a slice that would be deleted while another is created is rewritten instead
   (same address family: addressType is immutable);
 - emptied slices are removed;
+- unlike upstream, `max_per_slice` counts only endpoints that are not terminating, so a
+  draining endpoint does not push its successor out of a full slice;
 - new slices never take a name that is taken, by our slices or by `reserved` ones (slices
   of that name that are not ours: they are never written).
 Pure: no I/O, deterministic for a given input.
@@ -31,6 +33,19 @@ from directservice.core.model import (
 )
 
 Members = dict[str, EndpointState]
+# The API's own cap on endpoints in one slice. `max_per_slice` counts the endpoints that are
+# not terminating: one that is draining stays in its slice on top, so replacing an instance
+# of a full slice is one write (the drained one out, its successor in), not a second slice.
+API_MAX_PER_SLICE = 1000
+
+
+def _active(members: Members) -> int:
+    return sum(1 for state in members.values() if not state.terminating)
+
+
+def _room(members: Members, max_per_slice: int) -> int:
+    """How many more endpoints a slice holding `members` may take."""
+    return max(min(max_per_slice - _active(members), API_MAX_PER_SLICE - len(members)), 0)
 
 
 def slice_name(service: str, family: AddressFamily, index: int) -> str:
@@ -110,9 +125,11 @@ def plan_slices(
             assert slc.content is not None
             held = slc.content.as_map()
             members = {ip: remaining.pop(ip) for ip in held if ip in remaining}
-            overflow = list(members)[max_per_slice:]
+            active = [ip for ip, state in members.items() if not state.terminating]
+            overflow = active[max_per_slice:] + list(members)[API_MAX_PER_SLICE:]
             for ip in overflow:  # max lowered: spill the excess back for placement
-                remaining[ip] = members.pop(ip)
+                if ip in members:
+                    remaining[ip] = members.pop(ip)
             if not members:
                 doomed.append(slc)
             elif (
@@ -128,14 +145,14 @@ def plan_slices(
 
         # 1. Fill slices that are written anyway.
         for name in sorted(changed):
-            room = max(max_per_slice - len(changed[name]), 0)
+            room = _room(changed[name], max_per_slice)
             for ip in to_add[:room]:
                 changed[name][ip] = remaining[ip]
             to_add = to_add[room:]
 
         # 2. Then the fullest unchanged slice that can take all that is left, else new slices.
         while to_add:
-            fits = [n for n, m in kept.items() if max_per_slice - len(m) >= len(to_add)]
+            fits = [n for n, m in kept.items() if _room(m, max_per_slice) >= len(to_add)]
             if len(to_add) < max_per_slice and fits:
                 name = max(fits, key=lambda n: (len(kept[n]), n))
                 changed[name] = kept.pop(name)
