@@ -101,15 +101,14 @@ def healthy(dsvc: Mapping[str, Any], total: int) -> bool:
     return ok and status.get("totalEndpoints") == total
 
 
-KOPF_ANNOTATION = f"{GROUP}/last-handled-configuration"
 KOPF_FINALIZER = f"{GROUP}/cleanup"
 
 
 def kopf_done(dsvc: Mapping[str, Any]) -> bool:
-    """kopf has added its finalizer and stored what it handled (its two PATCHes per object)."""
+    """kopf has added its finalizer (its one PATCH per object; what it handled stays in
+    memory)."""
     meta = dsvc.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    return KOPF_FINALIZER in (meta.get("finalizers") or []) and KOPF_ANNOTATION in annotations
+    return KOPF_FINALIZER in (meta.get("finalizers") or [])
 
 
 def request_snapshot(cp: ControlPlane) -> Counter[RequestKey]:

@@ -104,7 +104,7 @@ def _synced(env: Env, n: int, s: Settings) -> tuple[bool, str]:
         return False, f"{n - missing_polls}/{n} polled, {published}/{n} published"
     items = [d for d in list_dsvc(env.api, FLEET_NS) if d["metadata"]["name"].startswith("fleet-")]
     ready = sum(1 for d in items if healthy(d, s.instances))
-    # kopf's own bookkeeping (finalizer, last-handled-configuration) lands last under load.
+    # kopf's own bookkeeping (the finalizer) lands last under load.
     handled = sum(1 for d in items if kopf_done(d))
     return min(ready, handled) >= n, f"{ready}/{n} healthy, {handled}/{n} handled by kopf"
 

@@ -53,7 +53,9 @@ ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | Foreign]
 # without the label too): ours, and those that would serve under our names.
 BUILTIN_SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 # Event handlers run on every watch event; kopf's "succeeded" line for each is dropped.
-QUIET_EVENT_HANDLERS = QuietSuccesses(("slice_event", "service_event", "really_deleted"))
+QUIET_EVENT_HANDLERS = QuietSuccesses(
+    ("slice_event", "service_event", "spec_edited", "really_deleted")
+)
 WATCHED_SLICES = f"{LABEL_SERVICE_NAME},{LABEL_MANAGED_BY}!={BUILTIN_SLICE_CONTROLLER}"
 
 
@@ -134,13 +136,34 @@ async def _stop_gracefully(runtime: Runtime) -> None:
         runtime.stop.set()
 
 
+class InMemoryDiffBase(kopf.DiffBaseStorage):
+    """What kopf last handled of each DirectService, kept in this process, not in an
+    annotation: on.update only wakes a poll loop, which a new process starts anyway, so the
+    state need not outlive the process. It saves a PATCH per object at creation and per
+    spec edit, on every replica."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._essences: dict[str, kopf.BodyEssence] = {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._essences.get(str(body.metadata.uid))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._essences[str(body.metadata.uid)] = essence
+
+    def forget(self, uid: str) -> None:
+        self._essences.pop(uid, None)
+
+
+DIFFBASE = InMemoryDiffBase()
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DIFFBASE
     settings.posting.enabled = False  # we post our own Events, on transitions only
     logging.getLogger("kopf.objects").addFilter(QUIET_EVENT_HANDLERS)  # the same filter once
     settings.watching.label_selectors["discovery.k8s.io", "endpointslices"] = WATCHED_SLICES
@@ -221,11 +244,17 @@ async def poll(
     await reconciler.run(lambda: body, stopped)
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def spec_changed(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Poll at once after an edit instead of waiting out the interval."""
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def spec_edited(
+    *, type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo,
+    **_: Any,
+) -> None:  # fmt: skip
+    """Poll at once after an edit instead of waiting out the interval. An event handler, not
+    on.update: kopf keeps no progress for these, so an edit costs no PATCH of ours."""
+    if type != "MODIFIED":
+        return
     reconciler = runtime_of(memo).reconcilers.get((str(namespace), name))
-    if reconciler is not None:
+    if reconciler is not None and reconciler.spec_edited(body.get("spec")):
         reconciler.wake.set()
 
 
@@ -276,6 +305,7 @@ async def really_deleted(
     kopf saw no deletion timestamp and runs no handler, and its poll loop would go on."""
     if type != "DELETED":
         return
+    DIFFBASE.forget(uid)
     runtime = runtime_of(memo)
     reconciler = runtime.reconcilers.get((str(namespace), name))
     if reconciler is None or reconciler.owner.uid != uid:  # cleaned up, or a newer object

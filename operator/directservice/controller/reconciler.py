@@ -240,6 +240,10 @@ class Reconciler:
     def interval(self, spec: DirectServiceSpec) -> float:
         return poll_interval(spec, self.shared.config)
 
+    def spec_edited(self, source: object) -> bool:
+        """Does `source` differ from the spec the loop last parsed (none yet: no)?"""
+        return self._spec_source is not None and source != self._spec_source
+
     def _parse(self, body: Body) -> DirectServiceSpec:
         source = body.get("spec")
         if self._spec is None or source != self._spec_source:
@@ -281,6 +285,7 @@ class Reconciler:
             spec = self._parse(body)
         except SpecError as exc:
             self._spec = None
+            self._spec_source = copy.deepcopy(body.get("spec"))  # an edit of it wakes the loop
             result = PollResult(
                 generation, reported_provider(body), utc_now(),
                 blocked_reason=Reason.INVALID_SPEC, blocked_message=str(exc),
