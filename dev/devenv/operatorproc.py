@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -26,8 +27,10 @@ class OperatorProcess(SingleProcess):
     """Runs `python -m <module> run` against a kubeconfig until stopped.
 
     `module` is `directservice.cli` unless a caller needs another entry point with the same
-    `run` arguments; `extra_args` follow the loopback liveness and metrics addresses and,
-    unless `loopback_discovery` is False, LOOPBACK_DISCOVERY_ARGS.
+    `run` arguments, or DEVENV_OPERATOR_MODULE names one for every operator a run starts
+    (`devenv.traced`, say, to find what grows in a soak); `extra_args` follow the loopback
+    liveness and metrics addresses and, unless `loopback_discovery` is False,
+    LOOPBACK_DISCOVERY_ARGS.
     """
 
     stop_timeout = 15.0  # more SIGTERM grace than the default before SIGKILL
@@ -38,14 +41,14 @@ class OperatorProcess(SingleProcess):
         log_path: Path,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
-        module: str = "directservice.cli",
+        module: str | None = None,
         loopback_discovery: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         loopback = LOOPBACK_DISCOVERY_ARGS if loopback_discovery else ()
         self.extra_args = [*loopback, *extra_args]
-        self.module = module
+        self.module = module or os.environ.get("DEVENV_OPERATOR_MODULE") or "directservice.cli"
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self._env = env or {}
