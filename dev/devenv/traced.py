@@ -1,8 +1,10 @@
 """The operator under tracemalloc, for finding what grows: `python -m devenv.traced run ...`.
 
-Takes the same arguments as `directservice run`. Every DIRECTSERVICE_TRACE_SECONDS (60) it
-dumps a snapshot to DIRECTSERVICE_TRACE_DIR as snapshot-<pid>-<n>.bin, from a thread (the
-dump holds the GIL for a moment; the operator's loop is not touched otherwise). Compare two
+Takes the same arguments as `directservice run`. Tracing starts DIRECTSERVICE_TRACE_START
+seconds (90) after the process, past imports and start-up (traced, they take minutes); then
+every DIRECTSERVICE_TRACE_SECONDS (60) a snapshot goes to DIRECTSERVICE_TRACE_DIR as
+snapshot-<pid>-<n>.bin, from a thread (the dump holds the GIL for a moment). What grows
+between two snapshots was allocated after tracing began and is still alive. Compare two
 with `python -m devenv.traced compare OLD NEW`. Dev tooling only, never shipped.
 """
 
@@ -17,11 +19,13 @@ from pathlib import Path
 
 from directservice.cli import main as operator_main
 
-FRAMES = 12
+FRAMES = 8
 
 
-def _dump_every(directory: Path, seconds: float) -> None:
+def _dump_every(directory: Path, start: float, seconds: float) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    time.sleep(start)
+    tracemalloc.start(FRAMES)
     n = 0
     while True:
         time.sleep(seconds)
@@ -46,10 +50,11 @@ def main() -> int:
     if sys.argv[1:2] == ["compare"]:
         compare(sys.argv[2], sys.argv[3])
         return 0
-    tracemalloc.start(FRAMES)
     directory = Path(os.environ.get("DIRECTSERVICE_TRACE_DIR", "traces"))
+    start = float(os.environ.get("DIRECTSERVICE_TRACE_START", "90"))
     seconds = float(os.environ.get("DIRECTSERVICE_TRACE_SECONDS", "60"))
-    threading.Thread(target=_dump_every, args=(directory, seconds), daemon=True).start()
+    args = (directory, start, seconds)
+    threading.Thread(target=_dump_every, args=args, daemon=True).start()
     return operator_main(sys.argv[1:])
 
 
