@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--health-checks-in-flight",
         type=int,
-        default=512,
+        default=4096,
         metavar="N",
         help="most active health checks running at once, over all DirectServices",
     )

@@ -90,7 +90,7 @@ def test_defaults_render_a_cluster_wide_operator(helm: Helm) -> None:
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-address=0.0.0.0:9090",
         "--min-poll-interval=1s",
-        "--health-checks-in-flight=512",
+        "--health-checks-in-flight=4096",
         "--leader-election",
         f"--lease-name={FULLNAME}",
         f"--lease-namespace={RELEASE_NS}",

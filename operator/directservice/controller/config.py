@@ -55,7 +55,7 @@ class OperatorConfig:
     # Calls per minute per provider kind, shared per credential.
     rate_budgets: dict[str, float] = field(default_factory=dict)
     # Health checks in flight at once, over every DirectService of the process.
-    health_checks_in_flight: int = 512
+    health_checks_in_flight: int = 4096
 
     def host_allowed(self, kind: str, url: str) -> bool:
         host = (URL(url).host or "").lower()

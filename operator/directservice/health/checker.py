@@ -86,7 +86,7 @@ class HealthChecker:
         self,
         prober: Prober = probe,
         *,
-        max_in_flight: int = 512,
+        max_in_flight: int = 4096,
         clock: Clock | None = None,
     ) -> None:
         self._prober = prober
