@@ -35,6 +35,7 @@ from directservice.discovery.credentials import read_keys
 from directservice.publish.render import build_endpoint_slice, build_service
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, WriteError
+from faultkit import missing
 
 pytestmark = pytest.mark.integration
 
@@ -71,14 +72,6 @@ def slice_body(owner: Owner, name: str, *ips: str) -> dict[str, Any]:
 def slice_path(namespace: str, name: str = "") -> str:
     base = f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
     return f"{base}/{name}" if name else base
-
-
-def gone(cp: ControlPlane, path: str) -> bool:
-    try:
-        cp.request("GET", path)
-    except urllib.error.HTTPError as err:
-        return err.code == 404
-    return False
 
 
 def api_refusal(cp: ControlPlane, path: str, body: Any) -> str:
@@ -118,7 +111,7 @@ def test_replacing_a_gone_slice_is_not_found_and_does_not_recreate_it(
     err = fails(writer.replace_slice(body, version))
 
     assert (err.reason, err.status) == (Reason.PUBLISH_NOT_FOUND, 404)
-    assert gone(control_plane, slice_path(namespace, "web-v4-0"))
+    assert missing(control_plane, slice_path(namespace, "web-v4-0"))
 
 
 def test_patching_a_gone_service_is_not_found(
@@ -223,8 +216,8 @@ def test_an_untrusted_certificate_is_publish_unavailable(
     with ApiClient(config) as client:
         err = fails(attempt(KubeWriter(client), verb, owner_in(namespace)))
     assert err.reason == Reason.PUBLISH_UNAVAILABLE, err.message
-    assert gone(control_plane, slice_path(namespace, "web-v4-0"))  # nothing got through
-    assert gone(control_plane, f"/api/v1/namespaces/{namespace}/services/web")
+    assert missing(control_plane, slice_path(namespace, "web-v4-0"))  # nothing got through
+    assert missing(control_plane, f"/api/v1/namespaces/{namespace}/services/web")
 
 
 BINARY = b"\xff\xfe\x00TOPSECRET\x80\xc3"
