@@ -123,14 +123,32 @@ def _detail(exc: ApiException) -> str:
 async def call_api(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> bytes:
     """One API call in a worker thread with a timeout; returns the raw answer body, read in
     that thread too (the client hands back an unread response). Every failure becomes a
-    WriteError."""
+    WriteError.
+
+    A thread cannot be stopped, so a cancel waits for the call to end and is delivered at
+    the caller's next await: the caller records what it wrote (e.g. a created Service that
+    the deletion's cleanup must remove), and no write lands after the task has ended, when
+    kopf runs the deletion handler. A task with a cancel pending sends nothing more."""
 
     def call() -> bytes:
         resp = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
         return bytes(resp.data or b"")
 
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    request = asyncio.get_running_loop().run_in_executor(None, call)
+    cancelled = False
+    while not request.done():
+        try:
+            await asyncio.wait({request})  # a cancel of this wait leaves the request be
+        except asyncio.CancelledError:
+            cancelled = True  # bounded by REQUEST_TIMEOUT
+    if cancelled and task is not None:
+        task.uncancel()
+        task.cancel()  # again, for the caller's next await
     try:
-        return await asyncio.to_thread(call)
+        return request.result()
     except ApiException as exc:
         raise refused(exc, what) from None
     except TRANSPORT_ERRORS as exc:
