@@ -126,7 +126,7 @@ class Env:
     def snapshot(self) -> Snapshot:
         assert self.operator is not None
         return Snapshot(
-            operator=procfs.sample(self.operator.pid),
+            operator=procfs.sample_tree(self.operator.pid),
             apiserver=procfs.sample(self.apiserver_pid),
             etcd=procfs.sample(self.etcd_pid),
             emulator=procfs.sample(self.emulator.pid),

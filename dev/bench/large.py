@@ -97,11 +97,11 @@ def run_large(env: Env, s: Settings) -> LargeResult:
     env.wait_quiet(quiet=s.interval * 1.2, timeout=120)
 
     steps: list[Step] = []
-    cpu_before = procfs.sample(env.operator.pid) if env.operator else None
+    cpu_before = procfs.sample_tree(env.operator.pid) if env.operator else None
     polls_before = env.emulator.polls_of(LARGE_EAS)
     steps.append(_step(env, "no change (3 polls)", None, polls=3))
     polls = env.emulator.polls_of(LARGE_EAS) - polls_before
-    cpu_after = procfs.sample(env.operator.pid) if env.operator else None
+    cpu_after = procfs.sample_tree(env.operator.pid) if env.operator else None
     cpu_ms = (
         1000.0 * (cpu_after.cpu_seconds - cpu_before.cpu_seconds) / polls
         if cpu_before and cpu_after and polls

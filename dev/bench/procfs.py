@@ -47,6 +47,34 @@ def sample(pid: int) -> ProcSample:
     )
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of `pid`, from every thread's children list."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue  # the thread ended meanwhile
+    return found
+
+
+def sample_tree(pid: int) -> ProcSample:
+    """`pid` and its descendants summed, e.g. the operator and its health checker's child
+    process. A descendant that ends while sampled is left out."""
+    own = sample(pid)
+    cpu, rss, hwm = own.cpu_seconds, own.rss_kib, own.hwm_kib
+    pending = children(pid)
+    while pending:
+        child = pending.pop()
+        try:
+            part = sample(child)
+            pending += children(child)
+        except OSError:
+            continue
+        cpu, rss, hwm = cpu + part.cpu_seconds, rss + part.rss_kib, hwm + part.hwm_kib
+    return ProcSample(wall=own.wall, cpu_seconds=cpu, rss_kib=rss, hwm_kib=hwm)
+
+
 def cpu_percent(before: ProcSample, after: ProcSample) -> float:
     """CPU used between two samples, in % of one core."""
     elapsed = after.wall - before.wall

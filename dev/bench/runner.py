@@ -158,10 +158,10 @@ def run_profile(env: Env, n: int, s: Settings, res: Results) -> None:
     env.wait_quiet(quiet=s.interval * 1.2, timeout=120)
     operator = env.operator
     assert isinstance(operator, ProfiledOperator)
-    before = procfs.sample(operator.pid)
+    before = procfs.sample_tree(operator.pid)
     operator.begin()
     time.sleep(s.profile_seconds)
-    after = procfs.sample(operator.pid)
+    after = procfs.sample_tree(operator.pid)
     operator.end()
     res.profile_cpu_pct = procfs.cpu_percent(before, after)
     res.profile = analyse(load_records(out))

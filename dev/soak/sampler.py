@@ -93,7 +93,7 @@ class Sampler:
         generation, proc = current
         try:
             pid = proc.pid
-            proc_sample = procfs.sample(pid)
+            proc_sample = procfs.sample_tree(pid)
             fds = open_fds(pid)
             writes = operator_writes(proc.metrics_text()) if scrape else None
         except Exception as exc:  # it is being restarted under our feet

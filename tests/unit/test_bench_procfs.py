@@ -1,9 +1,14 @@
-"""The benchmark's /proc parsing and profile aggregation (pure parts)."""
+"""The benchmark's /proc parsing and profile aggregation, and a sample of a process tree."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from bench import procfs
 from bench.procfs import ProcSample, busy_cores, cpu_percent, cpu_ticks, status_kib
 from bench.profiling import analyse, package_of, short_path
 
@@ -76,3 +81,18 @@ def test_busy_cores_from_machine_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
     # 50 of 100 ticks busy on a 2-core machine: one core's worth.
     assert busy_cores((100, 1000), (150, 1100)) == pytest.approx(1.0)
     assert busy_cores((100, 1000), (100, 1000)) == 0.0
+
+
+def test_a_tree_sample_adds_the_children_of_the_process() -> None:
+    hold = "b = bytearray(64 << 20); print('ready', flush=True); input()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        alone, tree = procfs.sample(os.getpid()), procfs.sample_tree(os.getpid())
+        assert child.pid in procfs.children(os.getpid())
+        assert tree.rss_kib - alone.rss_kib >= 60 << 10  # the child's 64 MiB
+        assert tree.cpu_seconds >= alone.cpu_seconds
+    finally:
+        child.communicate("\n")

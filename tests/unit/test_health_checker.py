@@ -12,7 +12,6 @@ import asyncio
 import heapq
 import itertools
 import socket
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ import pytest
 from directservice.api.spec import HealthCheckSpec
 from directservice.core.health import EndpointId
 from directservice.health.checker import BATCH, HealthChecker
-from directservice.health.probe import ProbeResult, probe
+from directservice.health.probe import ProbeResult
 from directservice.obs import metrics
 
 pytestmark = pytest.mark.unit
@@ -404,46 +403,6 @@ def test_real_clock_and_tcp_probe_find_a_closed_port_and_spare_an_open_one() -> 
         assert checker.failing("ns/a") == {("127.0.0.1", closed_port)}
         assert _sample("directservice_health_checks_total", kind="tcp", result="pass") > passes
         await checker.close()
-        server.close()
-        closed.close()
-
-    asyncio.run(body())
-
-
-def test_on_its_own_thread_checks_run_there_and_changes_reach_the_watching_loop() -> None:
-    async def body() -> None:
-        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        open_port = server.sockets[0].getsockname()[1]
-        closed_port = closed.getsockname()[1]
-        seen: list[threading.Thread] = []
-        probed: list[threading.Thread] = []
-
-        def prober(target: EndpointId, tls: bool, spec: HealthCheckSpec) -> Awaitable[ProbeResult]:
-            probed.append(threading.current_thread())
-            return probe(target, tls, spec)
-
-        checker = HealthChecker(prober)
-        checker.start_thread()
-        changed = asyncio.Event()
-
-        def on_change() -> None:
-            seen.append(threading.current_thread())
-            changed.set()
-
-        spec = HealthCheckSpec(interval=0.05, timeout=1.0, unhealthy_threshold=2)
-        targets = {("127.0.0.1", open_port): False, ("127.0.0.1", closed_port): False}
-        checker.watch("ns/a", spec, targets, on_change)
-        await asyncio.wait_for(changed.wait(), timeout=10)
-        assert checker.failing("ns/a") == {("127.0.0.1", closed_port)}
-        assert seen == [threading.current_thread()]  # the watcher's loop, not the checker's
-        assert probed and threading.current_thread() not in probed
-        checker.unwatch("ns/a")
-        await checker.close()
-        assert not any(t.name == "health-checks" and t.is_alive() for t in threading.enumerate())
-        with pytest.raises(RuntimeError):
-            checker.watch("ns/a", spec, targets, on_change)
         server.close()
         closed.close()
 

@@ -90,7 +90,7 @@ class IndexView:
 async def run(options: Options) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
     runtime = Runtime.connect(options)
-    runtime.health.start_thread()  # checks on the second core, off the poll loop
+    runtime.health.start()  # checks in a child process: its own GIL, off the poll loop
     lag = asyncio.get_running_loop().create_task(sample_loop_lag(), name="loop-lag")
     try:
         await kopf.operator(

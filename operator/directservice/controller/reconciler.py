@@ -39,7 +39,7 @@ from directservice.discovery.base import Provider
 from directservice.discovery.budget import RateBudgets, backoff_delay
 from directservice.discovery.credentials import SecretReader, TokenCache, no_secrets
 from directservice.discovery.httpclient import HttpClient
-from directservice.health.checker import HealthChecker
+from directservice.health.checker import Checks
 from directservice.obs import metrics
 from directservice.obs.logs import ObjectLogger
 from directservice.publish.publisher import ClusterView, Publisher
@@ -71,7 +71,7 @@ class Shared:
     budgets: RateBudgets | None = None
     tokens: TokenCache = field(default_factory=TokenCache)
     secrets: SecretReader = no_secrets
-    health: HealthChecker | None = None  # one checker for every DirectService
+    health: Checks | None = None  # one checker for every DirectService
     ownership: Ownership = field(default_factory=Ownership)  # standalone: serves everything
 
 

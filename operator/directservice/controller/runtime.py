@@ -13,7 +13,7 @@ from directservice.core.leases import Timing
 from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
-from directservice.health.checker import HealthChecker
+from directservice.health.process import CheckerProcess
 from directservice.publish.leases import LeaseClient
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, api_client
@@ -48,7 +48,7 @@ class Runtime:
     http: HttpClient = field(default_factory=HttpClient)
     tokens: TokenCache = field(default_factory=TokenCache)  # one IAM login per credential
     budgets: RateBudgets = field(default_factory=RateBudgets)
-    health: HealthChecker = field(default_factory=HealthChecker)  # one pool for all
+    health: CheckerProcess = field(default_factory=CheckerProcess)  # one pool for all
     # The poll loop of each DirectService, by (namespace, name).
     reconcilers: dict[tuple[str, str], Reconciler] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
@@ -82,7 +82,7 @@ class Runtime:
             writer=KubeWriter(api),
             secrets=SecretReader(api),
             budgets=RateBudgets(defaults=options.config.rate_budgets),
-            health=HealthChecker(max_in_flight=options.config.health_checks_in_flight),
+            health=CheckerProcess(max_in_flight=options.config.health_checks_in_flight),
             ownership=ownership,
             elector=elector,
         )

@@ -25,7 +25,7 @@ from directservice.core.endpoints import (
 )
 from directservice.core.health import in_panic
 from directservice.core.model import Instance, PublishedSlice
-from directservice.health.checker import HealthChecker
+from directservice.health.checker import Checks
 from directservice.obs import metrics
 
 DRAIN_TIMER_SLACK = 0.01
@@ -40,7 +40,7 @@ class Outcome:
 @dataclass
 class TrafficState:
     owner: Owner
-    checker: HealthChecker | None
+    checker: Checks | None
     on_change: Callable[[], None]
     drains: tuple[Drain, ...] = ()
     panic: bool | None = None

@@ -1,8 +1,9 @@
-"""Active health checks of published instances: probes (probe.py) and the one scheduler
-shared by every DirectService of the process (checker.py). The verdict logic is pure and
-lives in core/health.py."""
+"""Active health checks of published instances: probes (probe.py), the one scheduler shared
+by every DirectService (checker.py), and the child process the operator runs it in
+(process.py, child.py). The verdict logic is pure and lives in core/health.py."""
 
-from directservice.health.checker import HealthChecker
+from directservice.health.checker import Checks, HealthChecker
 from directservice.health.probe import Prober, ProbeResult, probe
+from directservice.health.process import CheckerProcess
 
-__all__ = ["HealthChecker", "ProbeResult", "Prober", "probe"]
+__all__ = ["CheckerProcess", "Checks", "HealthChecker", "ProbeResult", "Prober", "probe"]

@@ -77,3 +77,10 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(getattr(logging, level.upper()))
     # aiohttp's access log would print every liveness probe.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def current() -> tuple[str, str]:
+    """The root logger's level and format, for a child process to log alike."""
+    root = logging.getLogger()
+    json = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    return logging.getLevelName(root.getEffectiveLevel()), "json" if json else "text"

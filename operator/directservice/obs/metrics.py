@@ -204,6 +204,11 @@ HEALTH_CHECK_LATENESS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+HEALTH_CHECKER_RESTARTS = Counter(
+    "directservice_health_checker_restarts",
+    "Times the health checker's child process ended unasked and was started again.",
+    registry=REGISTRY,
+)
 # --- end of active health checks --------------------------------------------------------------
 # --- load ---------------------------------------------------------------------------------------
 LOOP_LAG = Histogram(
