@@ -116,7 +116,11 @@ def test_prometheus_schema_refuses_typos() -> None:
 
 
 # Alerts about the operator as a whole, not about one DirectService.
-OPERATOR_ALERTS = {"DirectServiceShardUnowned", "DirectServiceOperatorOverloaded"}
+OPERATOR_ALERTS = {
+    "DirectServiceShardUnowned",
+    "DirectServiceOperatorOverloaded",
+    "DirectServiceHealthCheckerRestarting",
+}
 
 
 def test_prometheus_rules_alert_on_staleness_and_no_ready_endpoints() -> None:
