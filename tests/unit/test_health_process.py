@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, suppress
 import pytest
 
 from directservice.api.spec import HealthCheckSpec
+from directservice.core.health import EndpointId
 from directservice.health.process import CheckerProcess
 from directservice.obs import metrics
 
@@ -51,6 +52,17 @@ async def _ports() -> AsyncIterator[tuple[int, int]]:
     finally:
         server.close()
         refused.close()
+
+
+async def _failing(down: EndpointId, *keys: str) -> tuple[CheckerProcess, asyncio.Event]:
+    """A started checker watching `down` under each key, once it fails under every one."""
+    checker = CheckerProcess(max_in_flight=16)
+    checker.start()
+    changed = asyncio.Event()
+    for key in keys:
+        checker.watch(key, SPEC, {down: False}, changed.set)
+    await _until("failing", lambda: all(checker.failing(k) == {down} for k in keys), changed)
+    return checker, changed
 
 
 def _run(body: Callable[[], Awaitable[None]]) -> None:
@@ -90,12 +102,8 @@ def test_verdicts_and_counts_come_back_from_the_child() -> None:
 def test_a_killed_child_is_restarted_and_told_every_watch_again() -> None:
     async def body() -> None:
         async with _ports() as (_, closed_port):
-            checker = CheckerProcess(max_in_flight=16)
-            checker.start()
-            changed = asyncio.Event()
             down = ("127.0.0.1", closed_port)
-            checker.watch("ns/a", SPEC, {down: False}, changed.set)
-            await _until("failing", lambda: checker.failing("ns/a") == {down}, changed)
+            checker, changed = await _failing(down, "ns/a")
             child = checker._child
             assert child is not None
             restarts = _sample("directservice_health_checker_restarts_total")
@@ -118,13 +126,8 @@ def test_a_killed_child_is_restarted_and_told_every_watch_again() -> None:
 def test_close_stops_the_child_and_unwatched_keys_report_nothing() -> None:
     async def body() -> None:
         async with _ports() as (_, closed_port):
-            checker = CheckerProcess(max_in_flight=16)
-            checker.start()
-            changed = asyncio.Event()
             down = ("127.0.0.1", closed_port)
-            checker.watch("ns/a", SPEC, {down: False}, changed.set)
-            checker.watch("ns/b", SPEC, {down: False}, changed.set)
-            await _until("failing", lambda: checker.failing("ns/b") == {down}, changed)
+            checker, _ = await _failing(down, "ns/a", "ns/b")
             checker.unwatch("ns/b")
             assert checker.failing("ns/b") == frozenset()
             child = checker._child
