@@ -5,7 +5,9 @@ seconds (90) after the process, past imports and start-up (traced, they take min
 every DIRECTSERVICE_TRACE_SECONDS (60) a snapshot goes to DIRECTSERVICE_TRACE_DIR as
 snapshot-<pid>-<n>.bin, from a thread (the dump holds the GIL for a moment). What grows
 between two snapshots was allocated after tracing began and is still alive. Compare two
-with `python -m devenv.traced compare OLD NEW`. Dev tooling only, never shipped.
+with `python -m devenv.traced compare OLD NEW`, or see what one holds, by the innermost frame
+of the operator or a library it uses, with `python -m devenv.traced top SNAPSHOT`. Dev tooling
+only, never shipped.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 from directservice.cli import main as operator_main
 
 FRAMES = 8
+# Frames that say who holds an allocation (json, copy or asyncio only say how it was made).
+HOLDERS = ("/directservice/", "/kopf/", "/kubernetes/", "/aiohttp/", "/prometheus_client/")
 
 
 def _dump_every(directory: Path, start: float, seconds: float) -> None:
@@ -46,9 +51,34 @@ def compare(old: str, new: str, top: int = 25) -> None:
             print("   ", line)
 
 
+def holder(traceback: tracemalloc.Traceback) -> str:
+    """The innermost frame in HOLDERS, else the innermost frame: `path:line`."""
+    frames = list(reversed(traceback))  # tracemalloc keeps the oldest frame first
+    chosen = next((f for f in frames if any(h in f.filename for h in HOLDERS)), frames[0])
+    name = chosen.filename.split("site-packages/")[-1].split("/operator/")[-1]
+    return f"{name}:{chosen.lineno}"
+
+
+def top(path: str, count: int = 25) -> None:
+    snapshot = tracemalloc.Snapshot.load(path)
+    snapshot = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    size: Counter[str] = Counter()
+    blocks: Counter[str] = Counter()
+    for stat in snapshot.statistics("traceback"):
+        where = holder(stat.traceback)
+        size[where] += stat.size
+        blocks[where] += stat.count
+    print(f"traced {sum(size.values()) / 2**20:.1f} MiB in {sum(blocks.values())} blocks")
+    for where, held in size.most_common(count):
+        print(f"{held / 2**20:8.2f} MiB {blocks[where]:8d} blocks  {where}")
+
+
 def main() -> int:
     if sys.argv[1:2] == ["compare"]:
         compare(sys.argv[2], sys.argv[3])
+        return 0
+    if sys.argv[1:2] == ["top"]:
+        top(sys.argv[2])
         return 0
     directory = Path(os.environ.get("DIRECTSERVICE_TRACE_DIR", "traces"))
     start = float(os.environ.get("DIRECTSERVICE_TRACE_START", "90"))
