@@ -303,6 +303,6 @@ def test_restricted_clients_are_kept_per_policy_and_closed_with_their_parent() -
         async with serving(server, GOOD) as port:
             assert isinstance(await outcome(child, f"http://{GOOD}:{port}/"), HttpResponse)
         await parent.close()
-        assert child._session is None  # closed with the parent
+        assert child._pool is None  # closed with the parent
 
     asyncio.run(scenario())

@@ -25,7 +25,7 @@ def discover(instances: list[dict[str, Any]], **fields: Any) -> Discovery:
     async def main() -> Discovery:
         http = HttpClient()  # never used: no session is even created
         result = await provider.discover(http)
-        assert http._session is None
+        assert http._pool is None
         return result
 
     return asyncio.run(main())

@@ -1,9 +1,9 @@
 """One shared non-blocking HTTP client for every discovery call.
 
-aiohttp keeps the event loop free (1,000 services x one poll per 5 s is 200
-requests/s) and reuses connections. Every transport failure becomes a
-DiscoveryError with a stable reason; messages carry no query strings or headers,
-which is where credentials live.
+Calls run on the event loop (1,000 services x one poll per 5 s is 200 requests/s) over
+kept-alive connections (connections.py, http11.py). Every transport failure becomes a
+DiscoveryError with a stable reason; messages carry no query strings or headers, which is
+where credentials live.
 
 A client made with an AddressPolicy connects only where the policy allows (addresses.py).
 The operator's discovery calls always go through such a client (`restricted`, in the
@@ -13,8 +13,11 @@ own machine.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import functools
 import ipaddress
+import json
 import socket
 import ssl
 import time
@@ -30,9 +33,12 @@ from yarl import URL
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
 from directservice.discovery.addresses import AddressPolicy, AddressRefused, CheckingResolver
+from directservice.discovery.connections import Origin, Pool
+from directservice.discovery.http11 import Answer, BodyTooLarge, ProtocolError, request_bytes
 from directservice.discovery.sharing import CallSharing
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_USER_AGENT = "directservice-operator"
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,55 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+@dataclass(frozen=True)
+class _Target:
+    """What a URL says about where to connect and what to ask (parsed once per URL)."""
+
+    scheme: str
+    host: str  # as connected to and checked: an IP literal or an ASCII name
+    port: int
+    authority: str  # the Host header
+    path: str  # path and query, as sent
+    safe_url: str
+
+
+_TARGETS: dict[str, _Target] = {}
+_MAX_TARGETS = 10_000
+
+
+def _target(url: str) -> _Target:
+    target = _TARGETS.get(url)
+    if target is not None:
+        return target
+    parsed = URL(url)
+    host, scheme = parsed.raw_host, parsed.scheme
+    if scheme not in ("http", "https") or not host or parsed.port is None:
+        raise DiscoveryError(
+            Reason.CONNECTION_FAILED, f"{redact_url(url)} is not an http or https URL"
+        )
+    authority = f"[{host}]" if ":" in host else host
+    if parsed.explicit_port is not None and not parsed.is_default_port():
+        authority = f"{authority}:{parsed.port}"
+    target = _Target(scheme, host, parsed.port, authority, parsed.raw_path_qs, redact_url(url))
+    if len(_TARGETS) >= _MAX_TARGETS:
+        _TARGETS.clear()
+    _TARGETS[url] = target
+    return target
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 class HttpClient:
-    """A lazily created aiohttp session with a body size cap and no redirects.
+    """Kept-alive connections with a body size cap and no redirects.
 
     addresses: where connections may go; None checks nothing (see the module docstring).
-    resolver: the DNS resolver under the address check (default: aiohttp's).
+    resolver: the DNS resolver under the address check (default: aiohttp's, getaddrinfo in
+    a thread).
     dns_cache_seconds: how long an answer (checked before it is cached) is reused; 0: never.
-    user_agent: sent with every request (None: aiohttp's); names the replica with election.
+    user_agent: sent with every request; names the replica with election.
     """
 
     def __init__(
@@ -83,13 +131,13 @@ class HttpClient:
         user_agent: str | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
-        self.user_agent = user_agent
+        self.user_agent = user_agent or DEFAULT_USER_AGENT
         self.sharing = CallSharing()  # one for a client and its restricted forms
         self.addresses = addresses
         self._limit = limit
         self._resolver = resolver
         self._dns_cache_seconds = dns_cache_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._base_resolver: AbstractResolver | None = None
         self._restricted: dict[AddressPolicy, HttpClient] = {}
 
@@ -110,41 +158,28 @@ class HttpClient:
             self._restricted[policy] = client
         return client
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # The connector never closes a resolver it was given: close() does, unless the
-            # caller passed it in.
+    def _ensure_pool(self) -> Pool:
+        if self._pool is None:
             self._base_resolver = resolver = self._resolver or aiohttp.DefaultResolver()
             if self.addresses is not None:
                 resolver = CheckingResolver(self.addresses, resolver)
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                resolver=resolver,
-                use_dns_cache=self._dns_cache_seconds > 0,
-                ttl_dns_cache=self._dns_cache_seconds or None,
-            )
-            # trust_env=False: proxies from the environment must not see discovery calls.
-            headers = {"User-Agent": self.user_agent} if self.user_agent else None
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, headers=headers
-            )
-        return self._session
+            self._pool = Pool(resolver, self._limit, self._dns_cache_seconds)
+        return self._pool
 
     async def close(self) -> None:
         for client in self._restricted.values():
             await client.close()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._base_resolver is not None and self._base_resolver is not self._resolver:
             await self._base_resolver.close()
         self._base_resolver = None
 
-    def _check_literal(self, url: str) -> None:
+    def _check_literal(self, host: str) -> None:
         """An IP literal never reaches the resolver: check it here, legacy IPv4 spellings
         ("2130706433", "127.1", "0x7f.1") as the address the C library reads them as."""
-        host = URL(url).host
-        if self.addresses is None or host is None:
+        if self.addresses is None:
             return
         try:
             self.addresses.check(host, str(ipaddress.ip_address(host)))
@@ -168,65 +203,94 @@ class HttpClient:
         json_body: Any = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> HttpResponse:
-        """Send one request; raise DiscoveryError for anything that is not an HTTP answer."""
-        session = self._ensure_session()
-        timeout = aiohttp.ClientTimeout(
-            total=connect_timeout + read_timeout * 2,
-            sock_connect=connect_timeout,
-            sock_read=read_timeout,
-        )
-        safe_url = redact_url(url)
+        """Send one request; raise DiscoveryError for anything that is not an HTTP answer.
+
+        connect_timeout bounds resolving, connecting and the TLS handshake; from the moment
+        the request is written, read_timeout bounds each wait for a byte and twice it the
+        whole answer (a body trickled byte by byte ends too)."""
+        target = _target(url)
+        safe_url = target.safe_url
+        tls = None
+        if target.scheme == "https":
+            tls = ssl_context if ssl_context is not None else _default_tls()
+        origin = Origin(target.scheme, target.host, target.port, tls)
+        sent = dict(headers or {})
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        sent.setdefault("User-Agent", self.user_agent)
         try:
-            self._check_literal(url)
-            async with session.request(
-                method,
-                url,
-                headers=dict(headers or {}),
-                json=json_body,
-                timeout=timeout,
-                allow_redirects=False,
-                ssl=ssl_context if ssl_context is not None else True,
-            ) as resp:
-                body = await self._read_capped(resp, safe_url)
-                return HttpResponse(
-                    status=resp.status,
-                    headers=CIMultiDict(resp.headers),  # header names are case-insensitive
-                    body=body,
-                    url=safe_url,
-                )
+            self._check_literal(target.host)
+            wire = request_bytes(method, target.path, target.authority, sent, body)
+            answer = await self._exchange(origin, wire, connect_timeout, read_timeout)
         except DiscoveryError:
             raise
         except AddressRefused as exc:
             raise DiscoveryError(Reason.ADDRESS_NOT_ALLOWED, str(exc)) from None
         except TimeoutError as exc:
             raise DiscoveryError(Reason.TIMEOUT, f"no answer from {safe_url} in time") from exc
-        except aiohttp.ClientSSLError as exc:
-            raise DiscoveryError(Reason.TLS_ERROR, f"TLS handshake with {safe_url} failed") from exc
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, AddressRefused):  # the resolver refused the answer
-                raise DiscoveryError(Reason.ADDRESS_NOT_ALLOWED, str(exc.os_error)) from None
+        except BodyTooLarge as exc:
+            cap = self.max_body_bytes
+            said = f"announced {exc.size} bytes, over the" if exc.declared else "sent over"
             raise DiscoveryError(
-                Reason.CONNECTION_FAILED, f"cannot connect to {safe_url}: {exc.os_error.strerror}"
-            ) from exc
-        except (aiohttp.ClientError, OSError) as exc:
+                Reason.RESPONSE_TOO_LARGE,
+                f"{safe_url} {said} {cap} bytes" + (" cap" if exc.declared else ""),
+            ) from None
+        except ssl.SSLError as exc:
+            raise DiscoveryError(Reason.TLS_ERROR, f"TLS handshake with {safe_url} failed") from exc
+        except _ConnectFailed as exc:
+            raise DiscoveryError(
+                Reason.CONNECTION_FAILED,
+                f"cannot connect to {safe_url}: {exc.error.strerror or type(exc.error).__name__}",
+            ) from exc.error
+        except (ProtocolError, OSError, ValueError) as exc:
             raise DiscoveryError(
                 Reason.CONNECTION_FAILED, f"{type(exc).__name__} talking to {safe_url}"
             ) from exc
+        return HttpResponse(
+            status=answer.status,
+            headers=CIMultiDict(answer.headers),  # header names are case-insensitive
+            body=answer.body,
+            url=safe_url,
+        )
 
-    async def _read_capped(self, resp: aiohttp.ClientResponse, safe_url: str) -> bytes:
-        declared = resp.content_length
-        if declared is not None and declared > self.max_body_bytes:
-            raise DiscoveryError(
-                Reason.RESPONSE_TOO_LARGE,
-                f"{safe_url} announced {declared} bytes, over the {self.max_body_bytes} cap",
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await resp.content.read(65536):
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise DiscoveryError(
-                    Reason.RESPONSE_TOO_LARGE, f"{safe_url} sent over {self.max_body_bytes} bytes"
+    async def _exchange(
+        self, origin: Origin, wire: bytes, connect_timeout: float, read_timeout: float
+    ) -> Answer:
+        """One exchange on a kept connection, or a new one. A kept connection the peer had
+        closed before it read our request is retried once on a new connection."""
+        pool = self._ensure_pool()
+        loop = asyncio.get_running_loop()
+        for attempt in (0, 1):
+            try:
+                conn, reused = await pool.acquire(origin, connect_timeout)
+            except (AddressRefused, TimeoutError, ssl.SSLError):
+                raise
+            except OSError as exc:
+                raise _ConnectFailed(exc) from exc
+            deadline = loop.time() + 2 * read_timeout
+            try:
+                answer = await conn.exchange(
+                    wire, self.max_body_bytes, read_timeout=read_timeout, deadline=deadline
                 )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            except (ProtocolError, OSError) as exc:
+                stale = reused and conn.answered_nothing and not isinstance(exc, TimeoutError)
+                pool.release(origin, conn, reuse=False)
+                if attempt == 0 and stale:
+                    continue
+                raise
+            except BaseException:
+                pool.release(origin, conn, reuse=False)
+                raise
+            pool.release(origin, conn, reuse=answer.keep_alive)
+            return answer
+        raise AssertionError("unreachable")
+
+
+class _ConnectFailed(Exception):
+    """No connection could be opened (after the address check passed)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error

@@ -1,0 +1,203 @@
+"""Kept-alive discovery connections against a real server on loopback: reuse, the close, a
+peer that dropped a kept connection, the connection limit, and deadlines counted from send."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from directservice.core.model import DiscoveryError
+from directservice.discovery.httpclient import HttpClient, HttpResponse
+
+pytestmark = pytest.mark.unit
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+OK_CLOSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+# (connection number, request number on it) -> what to answer; None: hang up unanswered.
+Behaviour = Callable[[int, int], Awaitable[bytes | None]]
+
+
+class Server:
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.connections = 0
+        self.requests = 0
+
+
+@asynccontextmanager
+async def keep_alive_server(behaviour: Behaviour) -> AsyncIterator[tuple[str, Server]]:
+    server = Server(behaviour)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = server.connections
+        server.connections += 1
+        try:
+            for n in range(1000):
+                await reader.readuntil(b"\r\n\r\n")
+                server.requests += 1
+                answer = await server.behaviour(number, n)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if answer is OK_CLOSE:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/", server
+    finally:
+        listening.close()
+
+
+async def get(client: HttpClient, url: str, read_timeout: float = 2.0) -> HttpResponse:
+    return await client.request("GET", url, connect_timeout=1.0, read_timeout=read_timeout)
+
+
+async def answer_ok(_: int, __: int) -> bytes | None:
+    return OK
+
+
+def test_calls_share_one_kept_connection() -> None:
+    async def run() -> tuple[list[int], int]:
+        client = HttpClient()
+        async with keep_alive_server(answer_ok) as (url, server):
+            statuses = [(await get(client, url)).status for _ in range(5)]
+            await client.close()
+        return statuses, server.connections
+
+    assert asyncio.run(run()) == ([200] * 5, 1)
+
+
+def test_an_answer_that_closes_is_not_reused() -> None:
+    async def close_each(_: int, __: int) -> bytes | None:
+        return OK_CLOSE
+
+    async def run() -> tuple[list[int], int]:
+        client = HttpClient()
+        async with keep_alive_server(close_each) as (url, server):
+            statuses = [(await get(client, url)).status for _ in range(3)]
+            await client.close()
+        return statuses, server.connections
+
+    assert asyncio.run(run()) == ([200] * 3, 3)
+
+
+def test_a_kept_connection_the_peer_dropped_is_retried_once_on_a_new_one() -> None:
+    """The peer reads the second request on the kept connection and hangs up unanswered
+    (its idle timeout raced ours): the call is sent again on a new connection."""
+
+    async def drop_second(conn: int, request: int) -> bytes | None:
+        return None if (conn, request) == (0, 1) else OK
+
+    async def run() -> tuple[list[int], int, int]:
+        client = HttpClient()
+        async with keep_alive_server(drop_second) as (url, server):
+            statuses = [(await get(client, url)).status for _ in range(3)]
+            await client.close()
+        return statuses, server.connections, server.requests
+
+    assert asyncio.run(run()) == ([200] * 3, 2, 4)
+
+
+def test_a_new_connection_hung_up_on_is_not_retried() -> None:
+    async def hang_up(_: int, __: int) -> bytes | None:
+        return None
+
+    async def run() -> tuple[DiscoveryError, int]:
+        client = HttpClient()
+        async with keep_alive_server(hang_up) as (url, server):
+            with pytest.raises(DiscoveryError) as caught:
+                await get(client, url)
+            await client.close()
+        return caught.value, server.requests
+
+    error, requests = asyncio.run(run())
+    assert (error.reason, requests) == ("ConnectionFailed", 1)
+
+
+def test_idle_connections_of_one_origin_give_way_to_another_at_the_limit() -> None:
+    async def run() -> tuple[int, int]:
+        client = HttpClient(limit=1)
+        async with (
+            keep_alive_server(answer_ok) as (first, a),
+            keep_alive_server(answer_ok) as (second, b),
+        ):
+            await get(client, first)  # now idle, holding the only place
+            await asyncio.wait_for(get(client, second), 5)
+            await asyncio.wait_for(get(client, first), 5)
+            await client.close()
+        return a.connections, b.connections
+
+    assert asyncio.run(run()) == (2, 1)
+
+
+def test_a_call_queued_for_a_connection_is_timed_from_its_send() -> None:
+    """One connection allowed, and three calls at once against a server that takes 0.5 s
+    per answer: the third is answered 1.5 s after it was made, later than connect plus twice
+    the read timeout (1.3 s), and still succeeds, since its deadline starts at its send."""
+
+    async def slow(_: int, __: int) -> bytes | None:
+        await asyncio.sleep(0.5)
+        return OK
+
+    async def run() -> tuple[list[int], float]:
+        client = HttpClient(limit=1)
+        async with keep_alive_server(slow) as (url, _):
+            started = time.monotonic()
+            calls = [
+                client.request("GET", url, connect_timeout=0.1, read_timeout=0.6) for _ in range(3)
+            ]
+            statuses = [r.status for r in await asyncio.gather(*calls)]
+            took = time.monotonic() - started
+            await client.close()
+        return statuses, took
+
+    statuses, took = asyncio.run(run())
+    assert statuses == [200, 200, 200]
+    assert took >= 1.5  # they did queue: one connection, one answer at a time
+
+
+def test_a_trickled_body_ends_at_twice_the_read_timeout_from_send() -> None:
+    """One byte per 0.1 s never trips the 0.3 s wait for a byte; the whole-answer deadline
+    (2 x 0.3 s from the send) ends the call."""
+    sent: list[int] = []
+
+    async def run() -> tuple[DiscoveryError, float]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            try:
+                for _ in range(100):
+                    writer.write(b"x")
+                    await writer.drain()
+                    sent.append(1)
+                    await asyncio.sleep(0.1)
+            except ConnectionError:
+                pass
+            writer.close()
+
+        listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        client = HttpClient()
+        started = time.monotonic()
+        try:
+            with pytest.raises(DiscoveryError) as caught:
+                await get(client, f"http://127.0.0.1:{port}/", read_timeout=0.3)
+            return caught.value, time.monotonic() - started
+        finally:
+            await client.close()
+            listening.close()
+
+    error, took = asyncio.run(run())
+    assert error.reason == "Timeout"
+    assert 0.6 <= took < 1.5
+    assert len(sent) >= 4  # bytes kept coming: only the deadline could end it
