@@ -81,7 +81,7 @@ soak: tools ## Soak: the fleet for 30 min with faults and restarts (SOAK_ARGS=--
 FUZZ_SECONDS ?= 60
 FUZZ_TARGET ?= all
 
-fuzz: venv ## Fuzz the providers' JSON decoding and the spec parser, FUZZ_SECONDS per target
+fuzz: venv ## Fuzz the providers' JSON decoding, the spec and HTTP answer parsers, FUZZ_SECONDS per target
 	$(PY) -m fuzz.run --target $(FUZZ_TARGET) --seconds $(FUZZ_SECONDS)
 
 bench: tools ## Benchmarks against the real control plane; writes docs/benchmarks.md

@@ -8,7 +8,8 @@ Scenarios (``python -m bench --scenarios ...``):
 - ``large``: one 10,000-instance service: time to publish, writes per kind of change;
 - ``curve``: the fleet at several sizes (CPU per poll, memory per service);
 - ``profile``: pyinstrument hot spots of the operator in steady state (and a restart);
-- ``http``: aiohttp vs ``requests`` in threads for discovery GETs at a fixed rate.
+- ``http``: the operator's HttpClient vs aiohttp and ``requests`` in threads, for
+  discovery GETs at a fixed rate.
 
 The rewrite-all baseline is computed from the changes of ``propagation`` and ``large``.
 Results are printed and written to docs/benchmarks.md (``--quick``: to the work dir).

@@ -58,8 +58,9 @@ watches EndpointSlices in a thread. Instances have 10.x addresses, never contact
 - **Naive baseline**: computed, not run. For each change the operator made, a rewrite-all
   strategy writes every slice the service ends up with and deletes the ones it no longer
   needs: max(slices before, slices after) writes.
-- **aiohttp vs requests**: each client in its own process sends discovery GETs to the
-  emulator at a fixed rate and decodes the JSON; CPU from getrusage.
+- **Discovery clients**: the operator's own client, aiohttp's and `requests`; each in its
+  own process sends discovery GETs to the emulator at a fixed rate and decodes the JSON;
+  CPU from getrusage.
 - **Profile**: the operator runs under pyinstrument (`python -m
   bench.profiled`), sampling the event-loop thread only during a steady-state
   window that SIGUSR1/SIGUSR2 open and close. Time waiting in the selector is idle; the
@@ -146,7 +147,8 @@ def render(res: Results) -> str:
         lines += ["## Baseline: rewrite-all slices on every change", "", *naive_section(res)]
     if res.http:
         lines += [
-            f"## Discovery client: aiohttp vs requests ({s.http_rate:g} req/s, "
+            "## Discovery client: the operator's vs aiohttp and requests "
+            f"({s.http_rate:g} req/s, "
             f"{s.http_seconds:g} s each)",
             "",
             *http_section(res),

@@ -1,15 +1,16 @@
-"""Discovery GETs at a fixed rate: aiohttp (the operator's HttpClient) vs `requests` in threads.
+"""Discovery GETs at a fixed rate: the operator's HttpClient vs aiohttp and `requests`.
 
 Each mode runs in its own process so its CPU time is its own:
 
-    python -m bench.httpbench --mode aiohttp --base URL --services 1000 \
+    python -m bench.httpbench --mode operator --base URL --services 1000 \
         --rate 200 --duration 30
 
-Modes: `aiohttp` (directservice.discovery.httpclient.HttpClient on one event loop, as the operator
-does), `aiohttp-bare` (one ClientSession without cookie jar, plain get/read: what the
-wrapper costs), `requests-executor` (an event loop handing blocking `requests` calls to a thread
-pool, what the operator would do with requests), `requests-threads` (plain threads, no
-event loop). Each request is a PAI-EAS upstreams GET plus json.loads of the answer.
+Modes: `operator` (directservice.discovery.httpclient.HttpClient, its own kept HTTP/1.1
+connections, on one event loop as the operator runs it), `aiohttp-bare` (one aiohttp
+ClientSession without cookie jar, plain get/read: the client it replaced, at its
+leanest), `requests-executor` (an event loop handing blocking `requests` calls to a
+thread pool, what the operator would do with requests), `requests-threads` (plain
+threads, no event loop). Each request is a PAI-EAS upstreams GET plus json.loads of the answer.
 Prints one JSON object.
 """
 
@@ -32,7 +33,7 @@ import requests
 from bench.stats import percentile
 from directservice.discovery.httpclient import HttpClient
 
-MODES = ("aiohttp", "aiohttp-bare", "requests-executor", "requests-threads")
+MODES = ("operator", "aiohttp-bare", "requests-executor", "requests-threads")
 PATH = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/"
 
 
@@ -68,7 +69,7 @@ async def _paced(
         await asyncio.gather(*list(tasks))
 
 
-async def _run_aiohttp(urls: list[str], rate: float, total: int, rec: Recorder) -> None:
+async def _run_operator(urls: list[str], rate: float, total: int, rec: Recorder) -> None:
     http = HttpClient()
 
     async def one(url: str, due: float) -> None:
@@ -156,8 +157,8 @@ def run(mode: str, urls: list[str], rate: float, duration: float, threads: int) 
     rec = Recorder()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.monotonic()
-    if mode == "aiohttp":
-        asyncio.run(_run_aiohttp(urls, rate, total, rec))
+    if mode == "operator":
+        asyncio.run(_run_operator(urls, rate, total, rec))
     elif mode == "aiohttp-bare":
         asyncio.run(_run_bare(urls, rate, total, rec))
     elif mode == "requests-executor":
@@ -171,7 +172,7 @@ def run(mode: str, urls: list[str], rate: float, duration: float, threads: int) 
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     return {
         "mode": mode,
-        "threads": 1 if mode.startswith("aiohttp") else threads,
+        "threads": threads if mode.startswith("requests") else 1,
         "requests": total,
         "errors": rec.errors,
         "wall_s": wall,

@@ -106,7 +106,7 @@ def _save(s: Settings, res: Results) -> None:
 
 def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
     if "http" in s.scenarios:
-        print("== discovery client: aiohttp vs requests", flush=True)
+        print("== discovery client: the operator's vs aiohttp and requests", flush=True)
         res.http = [run_http(env, s, mode) for mode in MODES]
         _save(s, res)
     if "large" in s.scenarios:

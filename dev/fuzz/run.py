@@ -29,7 +29,7 @@ from devenv.paths import DEV_ROOT, REPO_ROOT, child_env
 CORPUS_ROOT = REPO_ROOT / "tests" / "fuzz-corpus"
 DICTIONARY = DEV_ROOT / "fuzz" / "json.dict"
 DEFAULT_WORK = Path.home() / ".cache" / "directservice-operator" / "fuzz"
-TARGET_NAMES = ("pai_eas", "http_json", "modelarts", "static", "spec")
+TARGET_NAMES = ("pai_eas", "http_json", "modelarts", "static", "spec", "http_answer")
 STARTUP_SLACK = 120.0  # loading the corpus and instrumenting imports, before the clock runs
 
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)")

@@ -20,6 +20,7 @@ from typing import Any
 from directservice.api.spec import DEFAULT_ALLOWED_CIDRS, SpecError
 from directservice.core.model import DiscoveryError
 from directservice.discovery import parse_spec, provider_for
+from directservice.discovery.http11 import Answer, AnswerParser, BodyTooLarge, ProtocolError
 from fuzz.harness import check_discovery, discover, provider
 
 Target = Callable[[bytes], None]
@@ -124,10 +125,38 @@ def spec(data: bytes) -> None:
     parsed.provider.discovery_urls()
 
 
+def http_answer(data: bytes) -> None:
+    """The bytes as what a discovery connection receives, then its close: only the parser's
+    own refusals may come out, an answer keeps within the cap, and the bytes split at any
+    point (here: one the input picks) give the same outcome as in one piece."""
+    cut = data[0] % (len(data) + 1) if data else 0
+    whole, split = _answer_of((data,)), _answer_of((data[:cut], data[cut:]))
+    assert whole == split, "the outcome depends on how the bytes were split"
+    if isinstance(whole, Answer):
+        assert len(whole.body) <= HTTP_CAP and 200 <= whole.status <= 999
+
+
+HTTP_CAP = 4096
+
+
+def _answer_of(pieces: tuple[bytes, ...]) -> Answer | str:
+    parser = AnswerParser(HTTP_CAP)
+    try:
+        for piece in pieces:
+            if piece:
+                parser.feed(piece)
+        parser.end_of_stream()
+    except (ProtocolError, BodyTooLarge) as exc:
+        return type(exc).__name__
+    assert parser.answer is not None
+    return parser.answer
+
+
 TARGETS: dict[str, Target] = {
     "pai_eas": pai_eas,
     "http_json": http_json,
     "modelarts": modelarts,
     "static": static,
     "spec": spec,
+    "http_answer": http_answer,
 }

@@ -127,7 +127,7 @@ class AnswerParser:
         if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0"):
             raise ProtocolError("the answer does not start with an HTTP/1.x status line")
         code = parts[1]
-        if len(code) != 3 or not code.isdigit():
+        if len(code) != 3 or not code.isdigit() or code[0] == "0":
             raise ProtocolError("the status line has no 3-digit status code")
         return int(code), parts[0]
 
