@@ -28,6 +28,9 @@ FINDINGS = {
     "pai_eas/crash-json-nested-too-deep": "RecursionError escaped decode_json",
     "http_json/crash-json-integer-over-4300-digits": "ValueError escaped decode_json",
     "static/crash-weight-beyond-float-range": "OverflowError escaped parse_static",
+    "http_answer/crash-content-length-with-a-superscript-digit": (
+        "ValueError escaped AnswerParser: str.isdigit takes '³', int() does not"
+    ),
 }
 CORPUS_FILES = sorted(path for path in CORPUS.glob("*/*") if path.is_file())
 

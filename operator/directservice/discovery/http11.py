@@ -15,6 +15,12 @@ from dataclasses import dataclass
 
 MAX_HEAD_BYTES = 64 * 1024  # status line plus headers
 _CRLF = b"\r\n"
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit also takes "³" and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
 
 
 class ProtocolError(Exception):
@@ -127,7 +133,7 @@ class AnswerParser:
         if len(parts) < 2 or parts[0] not in ("HTTP/1.1", "HTTP/1.0"):
             raise ProtocolError("the answer does not start with an HTTP/1.x status line")
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or code[0] == "0":
+        if len(code) != 3 or not _digits(code) or code[0] == "0":
             raise ProtocolError("the status line has no 3-digit status code")
         return int(code), parts[0]
 
@@ -157,7 +163,7 @@ class AnswerParser:
                 raise ProtocolError("a transfer coding other than chunked")
             self._chunked = True
         elif lengths:
-            if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+            if len(lengths) > 1 or not _digits(next(iter(lengths))):
                 raise ProtocolError("an unusable Content-Length")
             self._length = int(next(iter(lengths)))
             if self._length > self.cap:
@@ -200,12 +206,10 @@ class AnswerParser:
                     return
                 size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
                 del buffer[: end + 2]
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise ProtocolError("a malformed chunk size") from None
-                if size < 0 or size_text.startswith((b"-", b"+", b"0x", b"0X")):
+                # int() would also take "+", "0x", "_" and spaces; HTTP takes hex digits only.
+                if not size_text or size_text.strip(_HEX_DIGITS):
                     raise ProtocolError("a malformed chunk size")
+                size = int(size_text, 16)
                 if size == 0:
                     self._chunk_left = -2  # trailers, then the end
                 else:
