@@ -201,3 +201,26 @@ def test_a_trickled_body_ends_at_twice_the_read_timeout_from_send() -> None:
     assert error.reason == "Timeout"
     assert 0.6 <= took < 1.5
     assert len(sent) >= 4  # bytes kept coming: only the deadline could end it
+
+
+def test_a_malformed_url_and_an_unreadable_answer_are_clear_connection_failures() -> None:
+    async def garbage(_: int, __: int) -> bytes | None:
+        return b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
+
+    async def run() -> tuple[DiscoveryError, DiscoveryError]:
+        client = HttpClient()
+        async with keep_alive_server(garbage) as (url, _):
+            with pytest.raises(DiscoveryError) as unreadable:
+                await get(client, url + "?token=s3cr3t")
+        with pytest.raises(DiscoveryError) as malformed:
+            await get(client, "http://[::1/?token=s3cr3t")
+        await client.close()
+        return unreadable.value, malformed.value
+
+    unreadable, malformed = asyncio.run(run())
+    assert unreadable.reason == malformed.reason == "ConnectionFailed"
+    assert "sent no readable HTTP answer: the answer does not start with an HTTP/1.x" in str(
+        unreadable
+    )
+    assert malformed.message == "the discovery URL is malformed"
+    assert "s3cr3t" not in str(unreadable) + str(malformed)

@@ -89,16 +89,19 @@ def _target(url: str) -> _Target:
     target = _TARGETS.get(url)
     if target is not None:
         return target
-    parsed = URL(url)
-    host, scheme = parsed.raw_host, parsed.scheme
-    if scheme not in ("http", "https") or not host or parsed.port is None:
+    try:
+        parsed = URL(url)
+        host, scheme, port = parsed.raw_host, parsed.scheme, parsed.port
+    except (TypeError, ValueError):
+        raise DiscoveryError(Reason.CONNECTION_FAILED, "the discovery URL is malformed") from None
+    if scheme not in ("http", "https") or not host or port is None:
         raise DiscoveryError(
             Reason.CONNECTION_FAILED, f"{redact_url(url)} is not an http or https URL"
         )
     authority = f"[{host}]" if ":" in host else host
     if parsed.explicit_port is not None and not parsed.is_default_port():
         authority = f"{authority}:{parsed.port}"
-    target = _Target(scheme, host, parsed.port, authority, parsed.raw_path_qs, redact_url(url))
+    target = _Target(scheme, host, port, authority, parsed.raw_path_qs, redact_url(url))
     if len(_TARGETS) >= _MAX_TARGETS:
         _TARGETS.clear()
     _TARGETS[url] = target
@@ -244,7 +247,11 @@ class HttpClient:
                 Reason.CONNECTION_FAILED,
                 f"cannot connect to {safe_url}: {exc.error.strerror or type(exc.error).__name__}",
             ) from exc.error
-        except (ProtocolError, OSError, ValueError) as exc:
+        except ProtocolError as exc:  # its messages are fixed texts: nothing of the URL
+            raise DiscoveryError(
+                Reason.CONNECTION_FAILED, f"{safe_url} sent no readable HTTP answer: {exc}"
+            ) from exc
+        except (OSError, ValueError) as exc:
             raise DiscoveryError(
                 Reason.CONNECTION_FAILED, f"{type(exc).__name__} talking to {safe_url}"
             ) from exc
