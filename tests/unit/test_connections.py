@@ -66,29 +66,29 @@ async def answer_ok(_: int, __: int) -> bytes | None:
     return OK
 
 
-def test_calls_share_one_kept_connection() -> None:
-    async def run() -> tuple[list[int], int]:
-        client = HttpClient()
-        async with keep_alive_server(answer_ok) as (url, server):
-            statuses = [(await get(client, url)).status for _ in range(5)]
-            await client.close()
-        return statuses, server.connections
+def calls(behaviour: Behaviour, count: int) -> tuple[list[int], int, int]:
+    """`count` calls in turn on one client: their statuses, the connections the server
+    accepted and the requests it read."""
 
-    assert asyncio.run(run()) == ([200] * 5, 1)
+    async def run() -> tuple[list[int], int, int]:
+        client = HttpClient()
+        async with keep_alive_server(behaviour) as (url, server):
+            statuses = [(await get(client, url)).status for _ in range(count)]
+            await client.close()
+        return statuses, server.connections, server.requests
+
+    return asyncio.run(run())
+
+
+def test_calls_share_one_kept_connection() -> None:
+    assert calls(answer_ok, 5) == ([200] * 5, 1, 5)
 
 
 def test_an_answer_that_closes_is_not_reused() -> None:
     async def close_each(_: int, __: int) -> bytes | None:
         return OK_CLOSE
 
-    async def run() -> tuple[list[int], int]:
-        client = HttpClient()
-        async with keep_alive_server(close_each) as (url, server):
-            statuses = [(await get(client, url)).status for _ in range(3)]
-            await client.close()
-        return statuses, server.connections
-
-    assert asyncio.run(run()) == ([200] * 3, 3)
+    assert calls(close_each, 3) == ([200] * 3, 3, 3)
 
 
 def test_a_kept_connection_the_peer_dropped_is_retried_once_on_a_new_one() -> None:
@@ -98,14 +98,7 @@ def test_a_kept_connection_the_peer_dropped_is_retried_once_on_a_new_one() -> No
     async def drop_second(conn: int, request: int) -> bytes | None:
         return None if (conn, request) == (0, 1) else OK
 
-    async def run() -> tuple[list[int], int, int]:
-        client = HttpClient()
-        async with keep_alive_server(drop_second) as (url, server):
-            statuses = [(await get(client, url)).status for _ in range(3)]
-            await client.close()
-        return statuses, server.connections, server.requests
-
-    assert asyncio.run(run()) == ([200] * 3, 2, 4)
+    assert calls(drop_second, 3) == ([200] * 3, 2, 4)
 
 
 def test_a_new_connection_hung_up_on_is_not_retried() -> None:
