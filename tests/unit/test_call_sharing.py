@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -138,8 +139,8 @@ def test_before_its_first_poll_a_provider_shares_nothing() -> None:
     assert len(http.requests) == 2
 
 
-def test_a_cancelled_lone_caller_cuts_its_call_but_not_a_shared_one() -> None:
-    async def scenario() -> tuple[bool, bool, int]:
+def test_a_cancelled_sender_cuts_its_call_and_a_waiter_sends_its_own() -> None:
+    async def scenario() -> tuple[bool, bool, int, int]:
         sharing = CallSharing()
         started = asyncio.Event()
         cut: list[bool] = []
@@ -157,18 +158,52 @@ def test_a_cancelled_lone_caller_cuts_its_call_but_not_a_shared_one() -> None:
         await started.wait()
         alone.cancel()
         await asyncio.gather(alone, return_exceptions=True)
-        await asyncio.sleep(0)
         lone_cut = bool(cut)
 
+        sends: list[str] = []
+        sent = asyncio.Event()
+
+        def quick(caller: str) -> Callable[[], Awaitable[HttpResponse]]:
+            async def send() -> HttpResponse:
+                sends.append(caller)
+                sent.set()
+                await asyncio.sleep(0.05)
+                return HttpResponse(200, {}, b"{}", "u")
+
+            return send
+
+        first = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick("x"), "x"))
+        second = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick("y"), "y"))
+        await sent.wait()
+        first.cancel()
+        answer = await second
+        assert sends == ["x", "y"], "the waiter sent its own call once the sender's was cut"
+        return lone_cut, first.cancelled(), answer.status, sharing.shared
+
+    assert asyncio.run(scenario()) == (True, True, 200, 0)
+
+
+def test_a_cancelled_waiter_leaves_the_call_to_the_others() -> None:
+    async def scenario() -> tuple[int, bool, int, int]:
+        sharing = CallSharing()
+        sends = 0
+        sent = asyncio.Event()
+
         async def quick() -> HttpResponse:
+            nonlocal sends
+            sends += 1
+            sent.set()
             await asyncio.sleep(0.05)
             return HttpResponse(200, {}, b"{}", "u")
 
-        first = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick, "x"))
-        second = asyncio.ensure_future(sharing.call(("GET", "b", ""), 5, quick, "y"))
-        await asyncio.sleep(0.01)
-        first.cancel()
-        answer = await second
-        return lone_cut, first.cancelled(), answer.status
+        key = ("GET", "c", "")
+        sender = asyncio.ensure_future(sharing.call(key, 5, quick, "x"))
+        waiter = asyncio.ensure_future(sharing.call(key, 5, quick, "y"))
+        other = asyncio.ensure_future(sharing.call(key, 5, quick, "z"))
+        await sent.wait()  # the waiters, started with the sender, wait on its flight now
+        assert len(sharing._in_flight) == 1
+        waiter.cancel()
+        answers = await asyncio.gather(sender, other)
+        return sends, waiter.cancelled(), answers[0].status, sharing.shared
 
-    assert asyncio.run(scenario()) == (True, True, 200)
+    assert asyncio.run(scenario()) == (1, True, 200, 1)

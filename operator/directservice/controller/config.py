@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -58,15 +59,29 @@ class OperatorConfig:
     health_checks_in_flight: int = 4096
 
     def host_allowed(self, kind: str, url: str) -> bool:
-        host = (URL(url).host or "").lower()
-        return bool(host) and any(rule.matches(kind, host) for rule in self.allowed_hosts)
+        return _host_allowed(self.allowed_hosts, kind, url)
 
     def denied_networks(self) -> tuple[DeniedNetwork, ...]:
-        return (
-            *(DeniedNetwork(net, "the cluster's Service network") for net in self.service_cidrs),
-            *(DeniedNetwork(net, "the cluster's pod network") for net in self.pod_cidrs),
-            *(DeniedNetwork(net, "a network the operator denies") for net in self.denied_cidrs),
-        )
+        return _denied_networks(self.service_cidrs, self.pod_cidrs, self.denied_cidrs)
+
+
+# Asked on every poll with the same few answers: cached (a glob match and a URL parse cost
+# more than the rest of an unchanged poll's checks together).
+@functools.lru_cache(maxsize=4096)
+def _host_allowed(rules: tuple[HostRule, ...], kind: str, url: str) -> bool:
+    host = (URL(url).host or "").lower()
+    return bool(host) and any(rule.matches(kind, host) for rule in rules)
+
+
+@functools.lru_cache(maxsize=16)
+def _denied_networks(
+    service: tuple[Network, ...], pod: tuple[Network, ...], denied: tuple[Network, ...]
+) -> tuple[DeniedNetwork, ...]:
+    return (
+        *(DeniedNetwork(net, "the cluster's Service network") for net in service),
+        *(DeniedNetwork(net, "the cluster's pod network") for net in pod),
+        *(DeniedNetwork(net, "a network the operator denies") for net in denied),
+    )
 
 
 def parse_rate_budget(text: str) -> tuple[str, float]:

@@ -77,16 +77,16 @@ class Pipeline:
         try:
             discovery = await self._discover(spec)
         except DiscoveryError as exc:
-            metrics.DISCOVERY_REQUESTS.labels(kind, exc.reason).inc()
-            metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+            metrics.child(metrics.DISCOVERY_REQUESTS, kind, exc.reason).inc()
+            metrics.child(metrics.DISCOVERY_LATENCY, kind).observe(time.monotonic() - started)
             level = logging.DEBUG if quiet else logging.INFO  # once per outage
             self.log.log(level, "discovery failed: %s: %s", exc.reason, exc.message)
             return PollResult(
                 generation, kind, utc_now(), failure_reason=exc.reason,
                 failure_message=exc.message, retry_after=exc.retry_after,
             )  # fmt: skip
-        metrics.DISCOVERY_REQUESTS.labels(kind, "ok").inc()
-        metrics.DISCOVERY_LATENCY.labels(kind).observe(time.monotonic() - started)
+        metrics.child(metrics.DISCOVERY_REQUESTS, kind, "ok").inc()
+        metrics.child(metrics.DISCOVERY_LATENCY, kind).observe(time.monotonic() - started)
         self.answered_at = asyncio.get_running_loop().time()
         if discovery is self.answer and self.settled == self.publisher.fingerprint():
             # The provider handed back the answer it parsed last time (same bytes), nothing
@@ -146,7 +146,9 @@ class Pipeline:
             answered = self.answered_at or 0.0
             stale = asyncio.get_running_loop().time() - answered > spec.max_staleness
         # 0 when unset too: a gauge left at 1 would keep the alert firing after the edit.
-        metrics.DISCOVERY_STALE.labels(self.owner.namespace, self.owner.name).set(int(bool(stale)))
+        metrics.child(metrics.DISCOVERY_STALE, self.owner.namespace, self.owner.name).set(
+            int(bool(stale))
+        )
         check = spec.health_check
         return dataclasses.replace(
             result,

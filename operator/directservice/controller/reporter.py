@@ -50,7 +50,7 @@ class Reporter:
         """Patch status if it differs, then post the Events of its transitions. A failed
         patch is retried with the next poll's result; a failed Event is dropped."""
         conflicts = self.conflicts()
-        metrics.CONFLICTING_OBJECTS.labels(self.owner.namespace, self.owner.name).set(
+        metrics.child(metrics.CONFLICTING_OBJECTS, self.owner.namespace, self.owner.name).set(
             len(conflicts)
         )
         result = dataclasses.replace(result, conflicts=conflicts, shard=self.shard())

@@ -24,7 +24,7 @@ from directservice.discovery.budget import BudgetKey, Member
 from directservice.discovery.credentials import scrub
 from directservice.discovery.httpclient import HttpClient, HttpResponse, parse_retry_after
 from directservice.discovery.sharing import call_key
-from directservice.obs.metrics import BUDGET_WAIT
+from directservice.obs.metrics import BUDGET_WAIT, child
 
 # Vendor error codes look like "APIGW.0301" or "ModelArts.0104"; only text of this shape is
 # ever copied from a response body into a message (bodies may echo request headers).
@@ -129,7 +129,7 @@ async def budgeted_request(
         if member is not None:
             started = time.monotonic()
             await member.acquire(budget)
-            BUDGET_WAIT.labels(budget.name).inc(time.monotonic() - started)
+            child(BUDGET_WAIT, budget.name).inc(time.monotonic() - started)
         resp = await http.request(
             method,
             url,

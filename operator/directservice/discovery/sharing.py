@@ -32,18 +32,15 @@ def call_key(method: str, url: str, headers: Mapping[str, str]) -> CallKey:
     return method, url, hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass
-class _Flight:
-    """A call in flight and how many callers wait for it."""
-
-    task: asyncio.Future[HttpResponse]
-    waiting: int = 0
+class _LeaderLeft(Exception):
+    """The caller that sent the shared call was cancelled, which cut the call."""
 
 
 @dataclass
 class CallSharing:
     clock: Clock = time.monotonic
-    _in_flight: dict[CallKey, _Flight] = field(default_factory=dict)
+    # A call in flight: the future its sender resolves for the callers that wait on it.
+    _in_flight: dict[CallKey, asyncio.Future[HttpResponse]] = field(default_factory=dict)
     # The last 2xx answer of each call: when, for whom, and the answer.
     _answers: dict[CallKey, tuple[float, str, HttpResponse]] = field(default_factory=dict)
     shared: int = 0  # calls answered without a request of their own (for tests and metrics)
@@ -57,41 +54,48 @@ class CallSharing:
         caller: str,
     ) -> HttpResponse:
         """`send()`'s answer, or one from an identical call of another caller, in flight or
-        at most `window` seconds old (only 2xx answers are kept)."""
+        at most `window` seconds old (only 2xx answers are kept).
+
+        The first caller sends in its own task (no task per call: most calls share
+        nothing); the others wait on its future. A waiter that is cancelled just leaves;
+        when the sender is cancelled, its call is cut and each waiter sends its own."""
         self._calls += 1
         if self._calls % PRUNE_EVERY_CALLS == 0:
             self.forget_older_than(MAX_WINDOW)
-        kept = self._answers.get(key)
-        if kept is not None and kept[1] != caller and self.clock() - kept[0] < window:
+        while True:
+            kept = self._answers.get(key)
+            if kept is not None and kept[1] != caller and self.clock() - kept[0] < window:
+                self.shared += 1
+                return kept[2]
+            flight = self._in_flight.get(key)
+            if flight is None:
+                return await self._send(key, send, caller)
+            try:
+                answer = await asyncio.shield(flight)
+            except _LeaderLeft:
+                continue
             self.shared += 1
-            return kept[2]
-        flight = self._in_flight.get(key)
-        if flight is not None:
-            self.shared += 1
-        else:
-            flight = _Flight(asyncio.ensure_future(self._send(key, send, caller)))
-            self._in_flight[key] = flight
-        flight.waiting += 1
-        try:
-            return await asyncio.shield(flight.task)  # one cancelled waiter leaves it alone
-        except asyncio.CancelledError:
-            if flight.waiting == 1:  # nobody else waits: cut the call (and its connection)
-                flight.task.cancel()
-            raise
-        finally:
-            flight.waiting -= 1
+            return answer
 
     async def _send(
         self, key: CallKey, send: Callable[[], Awaitable[HttpResponse]], caller: str
     ) -> HttpResponse:
+        flight: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = flight
         try:
             answer = await send()
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else _LeaderLeft()  # cancelled
+            flight.set_exception(failure)
+            flight.exception()  # read: no "never retrieved" warning when nobody waited
+            raise
         finally:
             self._in_flight.pop(key, None)
         if 200 <= answer.status < 300:
             self._answers[key] = (self.clock(), caller, answer)
         else:
             self._answers.pop(key, None)
+        flight.set_result(answer)
         return answer
 
     def forget_older_than(self, age: float) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -128,6 +130,21 @@ PER_SERVICE = (
 )
 
 
+Metric = TypeVar("Metric", bound=MetricWrapperBase)
+# Label children by metric and label values. Every poll touches about ten series, and
+# `labels()` validates, stringifies and locks each time: the child is looked up once.
+_CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def child(metric: Metric, *values: str) -> Metric:
+    """`metric.labels(*values)`, cached (forget() drops a DirectService's)."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found  # type: ignore[return-value]  # labels() returns the metric's own type
+
+
 class _Freshness(Collector):
     """directservice_seconds_since_last_success, from remembered success times."""
 
@@ -158,9 +175,9 @@ def track(namespace: str, name: str) -> None:
 
 def record_success(namespace: str, name: str, ready: int, total: int, dropped: int) -> None:
     FRESHNESS.last_success[(namespace, name)] = time.time()
-    READY_ENDPOINTS.labels(namespace, name).set(ready)
-    TOTAL_ENDPOINTS.labels(namespace, name).set(total)
-    DROPPED_ENTRIES.labels(namespace, name).set(dropped)
+    child(READY_ENDPOINTS, namespace, name).set(ready)
+    child(TOTAL_ENDPOINTS, namespace, name).set(total)
+    child(DROPPED_ENTRIES, namespace, name).set(dropped)
 
 
 def forget(namespace: str, name: str) -> None:
@@ -168,6 +185,7 @@ def forget(namespace: str, name: str) -> None:
     that is restarting never hides a stale service from the freshness alert)."""
     FRESHNESS.last_success.pop((namespace, name), None)
     for series in PER_SERVICE:
+        _CHILDREN.pop((series, (namespace, name)), None)
         with contextlib.suppress(KeyError):
             series.remove(namespace, name)
 
@@ -225,7 +243,12 @@ POLL_LATENESS = Histogram(
 )
 OVERLOADED = Gauge(
     "directservice_overloaded_services",
-    "DirectServices whose polls have run late in a row (condition Overloaded=True).",
+    "DirectServices whose last status says Overloaded=True.",
+    registry=REGISTRY,
+)
+OVERLOAD_VERDICT = Gauge(
+    "directservice_overloaded",
+    "1 while the operator's polls start late (its Overloaded verdict), else 0.",
     registry=REGISTRY,
 )
 STATUS_WRITES_DEFERRED = Counter(
