@@ -1,20 +1,23 @@
-"""The overload verdict: late polls in a row turn it, on-time polls in a row turn it back."""
+"""The overload verdict: one for the process, judged over windows of every poll's lateness."""
 
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from directservice.core.overload import (
-    LATE_POLLS,
+    LATE_SHARE,
+    LATE_WINDOWS,
     NO_VERDICT,
-    ON_TIME_POLLS,
-    Lateness,
+    ON_TIME_WINDOWS,
+    WINDOW,
+    Load,
     late_after,
-    record_lateness,
+    record_poll,
 )
 
 pytestmark = pytest.mark.unit
@@ -23,11 +26,18 @@ INTERVAL = 5.0
 LATE, ON_TIME, BETWEEN = 3.0, 0.1, 0.75  # s late, against a 1 s bound at a 5 s interval
 
 
-def run(latenesses: list[float], state: Lateness = NO_VERDICT) -> list[bool | None]:
+def windows(kinds: list[list[float]], state: Load = NO_VERDICT) -> list[bool | None]:
+    """Feed one window of polls per list (spread over the window); the verdict after each
+    window has closed (seen at the first poll of the next)."""
     verdicts = []
-    for lateness in latenesses:
-        state = record_lateness(state, lateness, INTERVAL)
-        verdicts.append(state.overloaded)
+    now = 0.0
+    for polls in [*kinds, [ON_TIME]]:  # a last poll closes the last window
+        step = WINDOW / len(polls)
+        for i, lateness in enumerate(polls):
+            state = record_poll(state, now + i * step, lateness, INTERVAL)
+            if i == 0 and now > 0:
+                verdicts.append(state.overloaded)
+        now += WINDOW
     return verdicts
 
 
@@ -37,27 +47,55 @@ def test_the_bound_is_a_fifth_of_the_interval_and_at_least_a_second() -> None:
     assert late_after(60.0) == 12.0
 
 
-def test_three_late_polls_in_a_row_turn_it_and_six_on_time_turn_it_back() -> None:
-    verdicts = run([LATE] * LATE_POLLS + [ON_TIME] * ON_TIME_POLLS)
-    assert verdicts[: LATE_POLLS - 1] == [None] * (LATE_POLLS - 1)
-    assert verdicts[LATE_POLLS - 1 : LATE_POLLS + ON_TIME_POLLS - 1] == [True] * ON_TIME_POLLS
+def test_late_windows_in_a_row_turn_it_and_on_time_windows_turn_it_back() -> None:
+    verdicts = windows([[LATE] * 20] * LATE_WINDOWS + [[ON_TIME] * 20] * ON_TIME_WINDOWS)
+    assert verdicts[: LATE_WINDOWS - 1] == [None] * (LATE_WINDOWS - 1)
+    assert verdicts[LATE_WINDOWS - 1 : -1] == [True] * ON_TIME_WINDOWS
     assert verdicts[-1] is False
 
 
-def test_a_poll_in_between_breaks_both_runs() -> None:
-    assert run([LATE, LATE, BETWEEN, LATE, LATE])[-1] is None
-    overloaded = Lateness(True)
-    assert run([ON_TIME] * 5 + [BETWEEN] + [ON_TIME] * 5, overloaded)[-1] is True
+def test_a_window_is_late_from_a_small_share_of_late_polls() -> None:
+    some_late = [LATE] * 5 + [ON_TIME] * 95  # LATE_SHARE of them
+    assert LATE_SHARE * 100 <= 5
+    assert windows([some_late] * LATE_WINDOWS)[-1] is True
+    few_late = [LATE] * 4 + [ON_TIME] * 96
+    assert windows([few_late] * 10)[-1] is None  # neither late nor on time: no verdict
 
 
-@given(st.lists(st.sampled_from([LATE, ON_TIME, BETWEEN]), max_size=200))
-def test_the_verdict_never_turns_more_often_than_its_runs_allow(latenesses: list[float]) -> None:
-    verdicts = run(latenesses)
+def test_a_steady_noisy_overload_never_turns_back() -> None:
+    """Thousands of polls a window, most late by a random amount and some on time: the
+    verdict a DirectService's few samples would flip on holds for the whole process."""
+    rng = random.Random(7)
+    noisy = [[rng.choice([LATE, LATE, ON_TIME, BETWEEN, 5.0]) for _ in range(3000)]]
+    verdicts = windows(noisy * 60)
+    assert verdicts[LATE_WINDOWS - 1 :] == [True] * (60 - LATE_WINDOWS + 1)
+
+
+def test_a_window_in_between_holds_the_verdict_and_breaks_both_runs() -> None:
+    between = [[BETWEEN] * 20]
+    late, on_time = [[LATE] * 20], [[ON_TIME] * 20]
+    assert windows(late * (LATE_WINDOWS - 1) + between + late * (LATE_WINDOWS - 1))[-1] is None
+    overloaded = Load(True)
+    runs = on_time * (ON_TIME_WINDOWS - 1) + between + on_time * (ON_TIME_WINDOWS - 1)
+    assert windows(runs, overloaded)[-1] is True
+
+
+def test_a_time_without_polls_is_no_window() -> None:
+    state = NO_VERDICT
+    for at in (0.0, 3 * WINDOW, 30 * WINDOW):  # one late poll each, far apart
+        state = record_poll(state, at, LATE, INTERVAL)
+    assert state.late_windows == 2  # two windows closed, both late: the gaps between count not
+    assert state.overloaded is True
+
+
+@given(st.lists(st.sampled_from(["late", "on_time", "between"]), max_size=120))
+def test_the_verdict_never_turns_more_often_than_its_runs_allow(kinds: list[str]) -> None:
+    polls = {"late": [LATE] * 10, "on_time": [ON_TIME] * 10, "between": [BETWEEN] * 10}
+    verdicts = windows([polls[k] for k in kinds])
     turns = [i for i in range(1, len(verdicts)) if verdicts[i] != verdicts[i - 1]]
-    # After the first verdict, a turn needs a full run of the other kind since the last.
     for before, after in itertools.pairwise(turns):
-        assert after - before >= min(LATE_POLLS, ON_TIME_POLLS)
+        assert after - before >= min(LATE_WINDOWS, ON_TIME_WINDOWS)
     for i in turns:
-        expected = LATE if verdicts[i] else ON_TIME
-        run_length = LATE_POLLS if verdicts[i] else ON_TIME_POLLS
-        assert latenesses[i - run_length + 1 : i + 1] == [expected] * run_length
+        expected = "late" if verdicts[i] else "on_time"
+        run_length = LATE_WINDOWS if verdicts[i] else ON_TIME_WINDOWS
+        assert kinds[i - run_length + 1 : i + 1] == [expected] * run_length

@@ -9,9 +9,9 @@ view; the provider is `static`, made to fail on every other poll.
   written once and never again, status writes stay within the allowance (a burst, then one
   per STATUS_REFILL seconds) though the condition turns on every poll, and an Event is
   posted only with a written status whose condition turned.
-- A loop that runs every timer 3 s late: condition Overloaded turns True after three polls
-  and back after six on time, one status write and one Event each, and nothing published
-  changes.
+- A loop that runs every timer 3 s late: condition Overloaded turns True after two late
+  windows of polls and back after six on time, one status write and one Event each, and
+  nothing published changes.
 - A stored spec the operator cannot parse: reported InvalidSpec once, then re-checked at the
   INVALID_SPEC_RETRY pace, never faster (no crash loop, no write after the first).
 """
@@ -253,9 +253,11 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
         virtual.lag = 3.0  # over the 1 s bound of a 5 s interval
         await asyncio.sleep(60)
         seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
+        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded") or 0.0)
         virtual.lag = 0.0
-        await asyncio.sleep(60)
+        await asyncio.sleep(90)
         seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
+        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded") or 0.0)
         await rec.close()
         await loop
         await rec.shared.http.close()
@@ -270,4 +272,4 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
     assert reasons == ["DiscoverySucceeded", "EndpointsPublished", "Overloaded", "PollsOnTime"]
     assert cluster.writes["patch status"] == 3  # the first poll, and once each way
     assert cluster.writes["create slice"] == 1 and cluster.writes["replace slice"] == 0
-    assert seen == [1.0, 0.0]
+    assert seen == [1.0, 1.0, 0.0, 0.0]

@@ -237,6 +237,7 @@ async def poll(
         secrets=runtime.secrets,
         health=runtime.health,
         ownership=runtime.ownership,
+        load=runtime.load,
     )
     reconciler = Reconciler(owner=owner, shared=shared)
     # Kept after the daemon stops (deletion stops it first): the delete handler needs it.

@@ -29,11 +29,12 @@ from directservice.api.spec import DirectServiceSpec, SpecError, check_service_n
 from directservice.api.status import PollResult
 from directservice.controller.config import OperatorConfig
 from directservice.controller.election import Ownership
+from directservice.controller.looplag import LoopLoad
 from directservice.controller.pipeline import Pipeline, poll_interval, utc_now
 from directservice.controller.reporter import Body, Reporter, generation_of, reported_provider
 from directservice.controller.traffic import TrafficState
+from directservice.controller.wakeup import Wakeup
 from directservice.core.model import InternalError, summarize
-from directservice.core.overload import NO_VERDICT, Lateness, record_lateness
 from directservice.discovery import parse_spec, provider_for
 from directservice.discovery.base import Provider
 from directservice.discovery.budget import RateBudgets, backoff_delay
@@ -73,6 +74,7 @@ class Shared:
     secrets: SecretReader = no_secrets
     health: Checks | None = None  # one checker for every DirectService
     ownership: Ownership = field(default_factory=Ownership)  # standalone: serves everything
+    load: LoopLoad = field(default_factory=LoopLoad)  # the process's Overloaded verdict
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Reconciler:
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0
     closed: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wakeup = field(default_factory=Wakeup)  # set by an edit, a stop or close()
     _busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     _in_flight: asyncio.Future[float] | None = None  # the poll running now
     _spec_source: Any = None
@@ -93,7 +95,7 @@ class Reconciler:
     _refresh_pending: bool = False
     _report_timer: asyncio.TimerHandle | None = None  # a status that waits for its turn
     shard: int = 0  # of the shard key of the spec parsed last (the owner's key before)
-    lateness: Lateness = NO_VERDICT  # how late its polls start: the Overloaded verdict
+    overloaded: bool | None = None  # the Overloaded verdict its last status carried
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
@@ -123,10 +125,13 @@ class Reconciler:
         self._get_body = get_body
         FENCE.set(self.may_write)  # this task's writes, and the tasks it starts
         self.pipeline.answered_at = asyncio.get_running_loop().time()
+        # One task for the daemon's life, so that a sleep needs none to notice the stop.
+        stop_watch = asyncio.ensure_future(stopped.wait())
+        stop_watch.add_done_callback(lambda _: self.wake.set())
         try:
             # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
             start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
-            await self._sleep(start, stopped)
+            await self._sleep(start)
             while not stopped and not self.closed:
                 if not self.may_write():
                     await self._stand_by(stopped)
@@ -143,17 +148,18 @@ class Reconciler:
                             if self.closed and self._in_flight.cancelled():
                                 break  # close() gave up waiting for this poll
                             raise
-                late = await self._sleep(delay, stopped)
+                late = await self._sleep(delay)
                 if late is not None:
-                    self._note_lateness(late)
+                    self.shared.load.poll_started(late, self._pace())
         finally:
+            stop_watch.cancel()
             # Metric series stay: they live as long as the DirectService (handlers.forget).
             if self._report_timer is not None:
                 self._report_timer.cancel()
                 self._report_timer = None
-            if self.lateness.overloaded:
+            if self.overloaded:
                 metrics.OVERLOADED.dec()
-            self.lateness = NO_VERDICT
+            self.overloaded = None
             self.traffic.close()
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
@@ -198,38 +204,27 @@ class Reconciler:
         async with self._busy:
             pass
 
-    async def _sleep(self, delay: float, stopped: Stopped) -> float | None:
+    async def _sleep(self, delay: float) -> float | None:
         """Until `delay` has passed, an edit or the stop; how late it woke when the time ran
         out (None when woken early)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
-        waiters = [
-            asyncio.ensure_future(self.wake.wait()),
-            asyncio.ensure_future(stopped.wait()),
-        ]
-        try:
-            done, _ = await asyncio.wait(
-                waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        return None if done else max(0.0, loop.time() - due)
+        if await self.wake.sleep(delay):
+            return None
+        return max(0.0, loop.time() - due)
 
-    def _note_lateness(self, late: float) -> None:
-        """A busy loop runs the poll's timer late: the Overloaded verdict (core/overload)."""
-        metrics.POLL_LATENESS.observe(late)
-        interval = self.interval(self._spec) if self._spec is not None else 5.0
-        was = bool(self.lateness.overloaded)
-        self.lateness = record_lateness(self.lateness, late, interval)
-        if bool(self.lateness.overloaded) == was:
-            return
-        if self.lateness.overloaded:
+    def _pace(self) -> float:
+        return self.interval(self._spec) if self._spec is not None else 5.0
+
+    def _overload(self) -> bool | None:
+        """The process's verdict, for this poll's status (and the gauge of those saying so)."""
+        verdict = self.shared.load.overloaded
+        if verdict and not self.overloaded:
             metrics.OVERLOADED.inc()
-            self.log.warning("polls run late (%.1f s): the operator is overloaded", late)
-        else:
+        elif self.overloaded and not verdict:
             metrics.OVERLOADED.dec()
-            self.log.info("polls run on time again")
+        self.overloaded = verdict
+        return verdict
 
     def _interval_of(self, body: Body) -> float:
         try:
@@ -294,7 +289,7 @@ class Reconciler:
             return INVALID_SPEC_RETRY
         assert self._provider is not None
         synced = await self.pipeline.sync(spec, self._provider, generation, quiet=self.failures > 0)
-        result = self.pipeline.annotate(spec, synced, overloaded=self.lateness.overloaded)
+        result = self.pipeline.annotate(spec, synced, overloaded=self._overload())
         await self.reporter.report(body, result)
         self._last_result = result
         interval = self.interval(spec)
@@ -373,9 +368,7 @@ class Reconciler:
                     # Not a discovery change: lastSuccessfulSync stays, even when the poll
                     # before this refresh had published one.
                     refreshed = dataclasses.replace(last, now=utc_now(), published_changed=False)
-                    result = self.pipeline.annotate(
-                        spec, refreshed, overloaded=self.lateness.overloaded
-                    )
+                    result = self.pipeline.annotate(spec, refreshed, overloaded=self._overload())
                     await self.reporter.report(self._get_body(), result)
                     self._last_result = result
         except Fenced:

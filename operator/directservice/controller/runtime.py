@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from directservice import __version__
 from directservice.controller.config import OperatorConfig
 from directservice.controller.election import Elector, Ownership
+from directservice.controller.looplag import LoopLoad
 from directservice.controller.reconciler import Reconciler
 from directservice.core.leases import Timing
 from directservice.discovery.budget import RateBudgets
@@ -52,6 +53,7 @@ class Runtime:
     # The poll loop of each DirectService, by (namespace, name).
     reconcilers: dict[tuple[str, str], Reconciler] = field(default_factory=dict)
     ownership: Ownership = field(default_factory=Ownership)
+    load: LoopLoad = field(default_factory=LoopLoad)  # the Overloaded verdict of the process
     elector: Elector | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # kopf's stop flag
     election_task: asyncio.Task[None] | None = None
