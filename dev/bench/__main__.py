@@ -15,7 +15,10 @@ from bench.report import curve, targets
 from bench.runner import run
 from devenv.paths import REPO_ROOT
 
-SCENARIOS = ("fleet", "propagation", "large", "curve", "profile", "http", "health", "handover")
+SCENARIOS = (
+    "fleet", "propagation", "large", "curve", "profile", "http", "health", "handover",
+    "coalesce",
+)  # fmt: skip
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -77,6 +80,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         health_kills=args.health_kills or (10 if quick else 50),
         health_window=15.0 if quick else 60.0,
         handover_rounds=3 if quick else 20,
+        coalesce_services=100 if quick else 1000,
     )
 
 

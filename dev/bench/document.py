@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.coalesce import HEADING as COALESCE_HEADING
+from bench.coalesce import coalesce_section
 from bench.handover import handover_lines
 from bench.healthreport import HEADING as HEALTH_HEADING
 from bench.healthreport import current_section, health_section, splice
@@ -21,7 +23,11 @@ from bench.report import (
 
 # Sections a run may leave out without losing them: a run of only these scenarios rewrites
 # only their sections, and a run without one keeps the section the file had.
-SECTIONS = {"health": HEALTH_HEADING, "handover": "## Leader handover"}
+SECTIONS = {
+    "health": HEALTH_HEADING,
+    "handover": "## Leader handover",
+    "coalesce": COALESCE_HEADING,
+}
 
 METHOD = """\
 ## How each number is measured
@@ -162,6 +168,8 @@ def render(res: Results) -> str:
     lines += health_section(res)
     if res.handover is not None:
         lines += handover_lines(res.handover)
+    if res.coalesce is not None:
+        lines += [COALESCE_HEADING, "", *coalesce_section(res.coalesce)]
     if res.notes:
         lines += ["## Notes from this run", "", *[f"- {n}" for n in res.notes], ""]
     lines += [METHOD.replace("{probe}", f"{s.probe_interval:g}")]
@@ -174,7 +182,11 @@ def write(res: Results, path: Path) -> None:
     section of the file, and a run without it keeps the section the file had."""
     old = path.read_text() if path.exists() else ""
     text = render(res)
-    measured = {"health": res.health is not None, "handover": res.handover is not None}
+    measured = {
+        "health": res.health is not None,
+        "handover": res.handover is not None,
+        "coalesce": res.coalesce is not None,
+    }
     if old and res.settings.scenarios <= set(SECTIONS):  # only these: the rest stays
         if not any(measured.values()):
             return  # nothing measured yet: the file stays as it is

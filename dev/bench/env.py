@@ -47,6 +47,8 @@ class Settings:
     health_kills: int = 50
     health_window: float = 60.0  # s, per window of the checked fleet
     handover_rounds: int = 20  # leader kills, and as many SIGTERMs
+    coalesce_services: int = 1000  # DirectServices of the coalescing scenario
+    coalesce_upstreams: int = 10  # the upstreams they share
 
 
 def fleet_dsvc(i: int) -> str:

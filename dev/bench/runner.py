@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import procfs
 from bench.cluster import SliceWatcher
+from bench.coalesce import run_coalesce
 from bench.document import write
 from bench.emulatorproc import EmulatorProcess
 from bench.env import Env, Settings, fleet_eas, fleet_instances
@@ -134,6 +135,11 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
     env.stop_operator()
     if "health" in s.scenarios:  # last: its operators watch only their own namespaces
         res.health = run_health(env, s, res.meta)
+        _save(s, res)
+    if "coalesce" in s.scenarios:
+        print(f"== coalescing: {s.coalesce_services:,} services on {s.coalesce_upstreams}"
+              " upstreams", flush=True)  # fmt: skip
+        res.coalesce = run_coalesce(env, s)
         _save(s, res)
     if "handover" in s.scenarios:
         print(f"== handover: {s.handover_rounds} leader kills, then as many SIGTERMs", flush=True)

@@ -31,6 +31,7 @@ import pytest
 from directservice.api.names import Owner
 from directservice.api.reasons import Reason
 from directservice.api.status import EventSpec
+from directservice.controller import looplag
 from directservice.controller.reconciler import INVALID_SPEC_RETRY, Reconciler, Shared
 from directservice.controller.reporter import STATUS_BURST, STATUS_REFILL
 from directservice.core.model import Discovery, DiscoveryError, PublishedSlice, ServiceShape
@@ -252,11 +253,9 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
         await asyncio.sleep(20)  # the first poll, on time
         virtual.lag = 3.0  # over the 1 s bound of a 5 s interval
         await asyncio.sleep(60)
-        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
         seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded") or 0.0)
         virtual.lag = 0.0
         await asyncio.sleep(90)
-        seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded_services") or 0.0)
         seen.append(metrics.REGISTRY.get_sample_value("directservice_overloaded") or 0.0)
         await rec.close()
         await loop
@@ -272,4 +271,56 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
     assert reasons == ["DiscoverySucceeded", "EndpointsPublished", "Overloaded", "PollsOnTime"]
     assert cluster.writes["patch status"] == 3  # the first poll, and once each way
     assert cluster.writes["create slice"] == 1 and cluster.writes["replace slice"] == 0
-    assert seen == [1.0, 1.0, 0.0, 0.0]
+    assert seen == [1.0, 0.0]
+
+
+def test_a_fleet_reports_the_verdict_at_the_pace_of_one_shared_allowance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """60 DirectServices, one process: when the verdict turns, their status writes that only
+    report it are spread by the process's allowance (here 2 at once, then one a second), not
+    written in one burst, and each still reports it exactly once. (A loop whose every timer
+    runs 3 s late polls in bursts, and each burst finds at most 2 writes allowed.)"""
+    monkeypatch.setattr(looplag, "REPORT_BURST", 2)
+    monkeypatch.setattr(looplag, "REPORT_REFILL", 1.0)
+    load, http = looplag.LoopLoad(), HttpClient()
+    written: list[float] = []
+    fleet: list[tuple[Reconciler, FakeCluster]] = []
+    for i in range(60):
+        cluster = FakeCluster()
+        owner = Owner("ns", f"svc-{i}", f"uid-{i}")
+        fleet.append((Reconciler(owner, Shared(cluster, http, cluster, load=load)), cluster))
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "5s",
+            "port": {"name": "http"}}  # fmt: skip
+
+    async def main(virtual: VirtualTimeLoop) -> None:
+        for _, cluster in fleet:
+            real = cluster.patch_status
+
+            async def timed(owner: Owner, status: Mapping[str, Any], real: Any = real) -> None:
+                if any(c.get("type") == "Overloaded" for c in status.get("conditions", [])):
+                    written.append(virtual.time())
+                await real(owner, status)
+
+            cluster.patch_status = timed  # type: ignore[method-assign]
+        loops = [asyncio.ensure_future(rec.run(lambda: body(spec), Never())) for rec, _ in fleet]
+        await asyncio.sleep(20)
+        virtual.lag = 3.0
+        await asyncio.sleep(400)
+        for rec, _ in fleet:
+            await rec.close()
+        await asyncio.gather(*loops)
+        await http.close()
+
+    virtual = VirtualTimeLoop()
+    try:
+        virtual.run_until_complete(main(virtual))
+    finally:
+        virtual.close()
+
+    for _, cluster in fleet:
+        assert [str(e.reason) for e in cluster.events].count("Overloaded") == 1
+    assert len(written) == 60
+    for i, start in enumerate(written):  # within any second: the burst and one refill
+        assert sum(1 for t in written[i:] if t - start < 1.0) <= 3
+    assert written[-1] - written[0] >= 50, "spread over about a minute, not one burst"

@@ -95,7 +95,6 @@ class Reconciler:
     _refresh_pending: bool = False
     _report_timer: asyncio.TimerHandle | None = None  # a status that waits for its turn
     shard: int = 0  # of the shard key of the spec parsed last (the owner's key before)
-    overloaded: bool | None = None  # the Overloaded verdict its last status carried
 
     def __post_init__(self) -> None:
         self.log = ObjectLogger(log, self.owner.namespace, self.owner.name)
@@ -113,6 +112,7 @@ class Reconciler:
             conflicts=self.publisher.conflicts,
             shard=lambda: self.shard if self.shared.ownership.shards > 1 else None,
             defer=self._report_later,
+            overload_turn=self.shared.load.report_turn,
         )
         self.traffic = TrafficState(self.owner, self.shared.health, self.request_refresh)
         self.pipeline = Pipeline(self.owner, self.shared, self.log, self.publisher, self.traffic)
@@ -157,9 +157,6 @@ class Reconciler:
             if self._report_timer is not None:
                 self._report_timer.cancel()
                 self._report_timer = None
-            if self.overloaded:
-                metrics.OVERLOADED.dec()
-            self.overloaded = None
             self.traffic.close()
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
@@ -215,16 +212,6 @@ class Reconciler:
 
     def _pace(self) -> float:
         return self.interval(self._spec) if self._spec is not None else 5.0
-
-    def _overload(self) -> bool | None:
-        """The process's verdict, for this poll's status (and the gauge of those saying so)."""
-        verdict = self.shared.load.overloaded
-        if verdict and not self.overloaded:
-            metrics.OVERLOADED.inc()
-        elif self.overloaded and not verdict:
-            metrics.OVERLOADED.dec()
-        self.overloaded = verdict
-        return verdict
 
     def _interval_of(self, body: Body) -> float:
         try:
@@ -289,7 +276,7 @@ class Reconciler:
             return INVALID_SPEC_RETRY
         assert self._provider is not None
         synced = await self.pipeline.sync(spec, self._provider, generation, quiet=self.failures > 0)
-        result = self.pipeline.annotate(spec, synced, overloaded=self._overload())
+        result = self.pipeline.annotate(spec, synced, overloaded=self.shared.load.overloaded)
         await self.reporter.report(body, result)
         self._last_result = result
         interval = self.interval(spec)
@@ -368,7 +355,9 @@ class Reconciler:
                     # Not a discovery change: lastSuccessfulSync stays, even when the poll
                     # before this refresh had published one.
                     refreshed = dataclasses.replace(last, now=utc_now(), published_changed=False)
-                    result = self.pipeline.annotate(spec, refreshed, overloaded=self._overload())
+                    result = self.pipeline.annotate(
+                        spec, refreshed, overloaded=self.shared.load.overloaded
+                    )
                     await self.reporter.report(self._get_body(), result)
                     self._last_result = result
         except Fenced:

@@ -6,6 +6,11 @@ STATUS_REFILL seconds), so a flapping discovery or a swinging load costs a bound
 writes a minute. A status that has to wait is asked for again (`defer`) once one is allowed;
 it then says what is true at that moment, and its Events are the transitions since the last
 status written.
+
+A status whose only change is the process's Overloaded verdict also waits for a turn of one
+allowance shared by every DirectService (`overload_turn`): the verdict turns for all of them
+at once, and thousands of writes at the moment the operator is short of CPU would make it
+shorter still. The next poll asks again; until then the status says what it said.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class Reporter:
     shard: Callable[[], int | None] = lambda: None  # the shard it belongs to, when sharded
     # Asked to report again after this many seconds: a status that had to wait its turn.
     defer: Callable[[float], None] = lambda delay: None
+    # May a status whose only change is the Overloaded verdict be written now?
+    overload_turn: Callable[[], bool] = lambda: True
     _status: dict[str, Any] | None = field(default=None, repr=False)  # the last one written
     _allowance: Allowance = FULL_ALLOWANCE
 
@@ -53,10 +60,15 @@ class Reporter:
         metrics.child(metrics.CONFLICTING_OBJECTS, self.owner.namespace, self.owner.name).set(
             len(conflicts)
         )
-        result = dataclasses.replace(result, conflicts=conflicts, shard=self.shard())
+        shard = self.shard()
+        if conflicts != result.conflicts or shard != result.shard:  # replace() costs, per poll
+            result = dataclasses.replace(result, conflicts=conflicts, shard=shard)
         old = self._status if self._status is not None else status_of(body)
         new, events = next_status(old, result)
         if status_differs(old, new):
+            if self._only_overload_changed(old, result) and not self.overload_turn():
+                metrics.STATUS_WRITES_DEFERRED.inc()
+                return
             allowance, wait = self._allowance.spend(asyncio.get_running_loop().time())
             if wait > 0:
                 metrics.STATUS_WRITES_DEFERRED.inc()
@@ -71,6 +83,13 @@ class Reporter:
         self._status = new
         for event in events:
             await self.writer.post_event(self.owner, event)
+
+    @staticmethod
+    def _only_overload_changed(old: Mapping[str, Any], result: PollResult) -> bool:
+        if result.overloaded is None:
+            return False
+        without, _ = next_status(old, dataclasses.replace(result, overloaded=None))
+        return not status_differs(old, without)
 
 
 def generation_of(body: Body) -> int:

@@ -13,6 +13,7 @@ never reach a resolver, so HttpClient checks them itself before the request.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -73,18 +74,48 @@ class AddressPolicy:
     def check(self, host: str, ip: str) -> None:
         """Raise AddressRefused when `host`, found at `ip`, may not be connected to. The
         message names both, and nothing else of the URL (no query, no user info)."""
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            raise AddressRefused(f"{host} resolved to {ip!r}, which is no IP address") from None
-        kind = self.refusal(address)
-        if kind is None:
-            return
-        where = ip if host == ip else f"{host} resolved to {ip}"
-        raise AddressRefused(
-            f"{where} ({kind}), an address the operator does not connect to"
-            " unless --allow-discovery-cidr allows it"
-        )
+        message = _refusal_message(self, host, ip)
+        if message is not None:
+            raise AddressRefused(message)
+
+    def check_literal(self, host: str) -> None:
+        """check() for a URL's host that is an IP literal, legacy IPv4 spellings ("2130706433",
+        "127.1", "0x7f.1") read as the C library reads them; a name passes (the resolver
+        checks where it leads)."""
+        message = _literal_refusal(self, host)
+        if message is not None:
+            raise AddressRefused(message)
+
+
+# Every poll of a DirectService asks again about the same host and address: cached, since
+# parsing an address costs more than the rest of the request's checks together.
+@functools.lru_cache(maxsize=4096)
+def _refusal_message(policy: AddressPolicy, host: str, ip: str) -> str | None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"{host} resolved to {ip!r}, which is no IP address"
+    kind = policy.refusal(address)
+    if kind is None:
+        return None
+    where = ip if host == ip else f"{host} resolved to {ip}"
+    return (
+        f"{where} ({kind}), an address the operator does not connect to"
+        " unless --allow-discovery-cidr allows it"
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _literal_refusal(policy: AddressPolicy, host: str) -> str | None:
+    try:
+        return _refusal_message(policy, host, str(ipaddress.ip_address(host)))
+    except ValueError:
+        pass
+    try:
+        legacy = ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None  # a name
+    return _refusal_message(policy, host, str(legacy))
 
 
 class CheckingResolver(AbstractResolver):

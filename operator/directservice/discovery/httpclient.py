@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import ipaddress
 import json
-import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -180,20 +178,9 @@ class HttpClient:
         self._base_resolver = None
 
     def _check_literal(self, host: str) -> None:
-        """An IP literal never reaches the resolver: check it here, legacy IPv4 spellings
-        ("2130706433", "127.1", "0x7f.1") as the address the C library reads them as."""
-        if self.addresses is None:
-            return
-        try:
-            self.addresses.check(host, str(ipaddress.ip_address(host)))
-            return
-        except ValueError:
-            pass
-        try:
-            legacy = ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return  # a name: the resolver checks where it leads
-        self.addresses.check(host, str(legacy))
+        """An IP literal never reaches the resolver: check it here."""
+        if self.addresses is not None:
+            self.addresses.check_literal(host)
 
     async def request(
         self,

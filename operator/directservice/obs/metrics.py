@@ -241,11 +241,6 @@ POLL_LATENESS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
-OVERLOADED = Gauge(
-    "directservice_overloaded_services",
-    "DirectServices whose last status says Overloaded=True.",
-    registry=REGISTRY,
-)
 OVERLOAD_VERDICT = Gauge(
     "directservice_overloaded",
     "1 while the operator's polls start late (its Overloaded verdict), else 0.",
