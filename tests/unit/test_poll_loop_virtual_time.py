@@ -324,3 +324,27 @@ def test_a_fleet_reports_the_verdict_at_the_pace_of_one_shared_allowance(
     for i, start in enumerate(written):  # within any second: the burst and one refill
         assert sum(1 for t in written[i:] if t - start < 1.0) <= 3
     assert written[-1] - written[0] >= 50, "spread over about a minute, not one burst"
+
+
+def test_polls_start_every_interval_however_long_discovery_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pollInterval is how often discovery is polled: a call that takes 2 s of a 5 s
+    interval does not stretch the pace to 7 s. A failure's backoff runs from its end."""
+    real_discover = StaticProvider.discover
+    starts: list[float] = []
+
+    async def slow(self: StaticProvider, http: HttpClient) -> Discovery:
+        starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(2.0)
+        return await real_discover(self, http)
+
+    monkeypatch.setattr(StaticProvider, "discover", slow)
+    cluster = FakeCluster()
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "5s",
+            "port": {"name": "http"}}  # fmt: skip
+    run_for(MINUTES * 60, reconciler(cluster), body(spec))
+
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps and all(4.75 - 1e-6 <= gap <= 5.25 + 1e-6 for gap in gaps), gaps
+    assert len(starts) >= MINUTES * 60 / 5.25 - 2

@@ -140,6 +140,7 @@ class Reconciler:
                     if self.closed:
                         break
                     self.wake.clear()  # an edit during this poll wakes the next one
+                    started = asyncio.get_running_loop().time()
                     with self.shared.ownership.passing(self.shard):
                         self._in_flight = asyncio.ensure_future(self.poll_once(get_body()))
                         try:
@@ -148,6 +149,9 @@ class Reconciler:
                             if self.closed and self._in_flight.cancelled():
                                 break  # close() gave up waiting for this poll
                             raise
+                if self.failures == 0:  # on pace, the interval runs from start to start;
+                    # a backoff runs from the failure's end
+                    delay = max(0.0, delay - (asyncio.get_running_loop().time() - started))
                 late = await self._sleep(delay)
                 if late is not None:
                     self.shared.load.poll_started(late, self._pace())
