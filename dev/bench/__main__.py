@@ -17,7 +17,7 @@ from devenv.paths import REPO_ROOT
 
 SCENARIOS = (
     "fleet", "propagation", "large", "curve", "profile", "http", "health", "handover",
-    "coalesce",
+    "coalesce", "overload",
 )  # fmt: skip
 
 
@@ -81,6 +81,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         health_window=15.0 if quick else 60.0,
         handover_rounds=3 if quick else 20,
         coalesce_services=100 if quick else 1000,
+        overload_services=500 if quick else 6000,
     )
 
 

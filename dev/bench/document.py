@@ -9,6 +9,8 @@ from bench.coalesce import coalesce_section
 from bench.handover import handover_lines
 from bench.healthreport import HEADING as HEALTH_HEADING
 from bench.healthreport import current_section, health_section, splice
+from bench.overload import HEADING as OVERLOAD_HEADING
+from bench.overload import overload_section
 from bench.report import (
     Results,
     curve,
@@ -27,6 +29,7 @@ SECTIONS = {
     "health": HEALTH_HEADING,
     "handover": "## Leader handover",
     "coalesce": COALESCE_HEADING,
+    "overload": OVERLOAD_HEADING,
 }
 
 METHOD = """\
@@ -168,6 +171,8 @@ def render(res: Results) -> str:
     lines += health_section(res)
     if res.handover is not None:
         lines += handover_lines(res.handover)
+    if res.overload is not None:
+        lines += [OVERLOAD_HEADING, "", *overload_section(res.overload)]
     if res.coalesce is not None:
         lines += [COALESCE_HEADING, "", *coalesce_section(res.coalesce)]
     if res.notes:
@@ -186,6 +191,7 @@ def write(res: Results, path: Path) -> None:
         "health": res.health is not None,
         "handover": res.handover is not None,
         "coalesce": res.coalesce is not None,
+        "overload": res.overload is not None,
     }
     if old and res.settings.scenarios <= set(SECTIONS):  # only these: the rest stays
         if not any(measured.values()):

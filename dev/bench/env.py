@@ -49,6 +49,7 @@ class Settings:
     handover_rounds: int = 20  # leader kills, and as many SIGTERMs
     coalesce_services: int = 1000  # DirectServices of the coalescing scenario
     coalesce_upstreams: int = 10  # the upstreams they share
+    overload_services: int = 6000  # twice what one replica carries
 
 
 def fleet_dsvc(i: int) -> str:

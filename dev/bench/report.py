@@ -10,6 +10,7 @@ from bench.coalesce import CoalesceResult
 from bench.env import Settings
 from bench.fleet import FleetResult
 from bench.large import LargeResult
+from bench.overload import OverloadResult
 from bench.profiling import HotSpots, Spot
 from bench.propagation import PropagationResult
 from bench.stats import ratio
@@ -35,6 +36,7 @@ class Results:
     health: HealthResult | None = None
     handover: HandoverResult | None = None
     coalesce: CoalesceResult | None = None
+    overload: OverloadResult | None = None
     notes: list[str] = field(default_factory=list)
 
     def level(self, n: int) -> FleetResult | None:
@@ -109,6 +111,7 @@ def targets(res: Results) -> list[str]:
         rows.append([f"CPU per poll at {high.services:,} vs {low.services:,} services",
                      "≤ 1.5x", f"{fmt(factor, 2)}x ({fmt(high.cpu_ms_per_poll, 3)} vs "
                      f"{fmt(low.cpu_ms_per_poll, 3)} ms)", _verdict(factor <= 1.5)])  # fmt: skip
+    rows += _overload_rows(res.overload)
     co = res.coalesce
     if co is not None:
         rows.append([f"{co.services:,} DirectServices on {co.upstreams} upstreams: discovery calls",
@@ -146,6 +149,21 @@ def _one_replica_rows(res: Results) -> list[list[str]]:
         rows.append([f"marginal memory, {first.services:,} to {last.services:,} services",
                      "≤ 40 KiB / service", f"{fmt(extra)} KiB", _verdict(extra <= 40)])  # fmt: skip
     return rows
+
+
+def _overload_rows(over: OverloadResult | None) -> list[list[str]]:
+    if over is None:
+        return []
+    tag = f"{over.fleet.services:,} services on one replica (twice its load)"
+    return [
+        [f"{tag}: every service polled, evenly", "0 unpolled, p90 ÷ p10 ≤ 1.5",
+         f"{over.unpolled} unpolled, {fmt(over.spread, 2)}",
+         _verdict(over.unpolled == 0 and over.spread <= 1.5)],
+        [f"{tag}: writes", "< 1 / min / 100 services", fmt(over.writes_per_min_per_100, 2),
+         _verdict(over.writes_per_min_per_100 < 1)],
+        [f"{tag}: Overloaded flaps", "0 verdict turns in the window",
+         str(over.turns_in_window), _verdict(over.turns_in_window == 0)],
+    ]  # fmt: skip
 
 
 def curve(res: Results) -> list[str]:

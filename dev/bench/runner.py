@@ -28,6 +28,7 @@ from bench.handover import run_handover
 from bench.health import run_health
 from bench.httpbench import MODES
 from bench.large import run_large
+from bench.overload import run_overload
 from bench.profiling import ProfiledOperator, analyse, load_records
 from bench.propagation import run_propagation
 from bench.report import Results
@@ -83,7 +84,11 @@ def run(s: Settings) -> Results:
     print(f"bench: work dir {s.workdir}", flush=True)
     with ControlPlane(tools) as cp:
         res.meta["kube"] = str(cp.request("GET", "/version")["gitVersion"])
-        most = max([*sizes, 1000 if "http" in s.scenarios else 0])
+        most = max([
+            *sizes,
+            1000 if "http" in s.scenarios else 0,
+            s.overload_services if "overload" in s.scenarios else 0,
+        ])  # fmt: skip
         services = {fleet_eas(i): fleet_instances(i, s.instances) for i in range(most)}
         emulator = EmulatorProcess(s.workdir, services).start()
         api = cp.api_client()
@@ -135,6 +140,11 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
     env.stop_operator()
     if "health" in s.scenarios:  # last: its operators watch only their own namespaces
         res.health = run_health(env, s, res.meta)
+        _save(s, res)
+    if "overload" in s.scenarios:
+        print(f"== overload: {s.overload_services:,} services on one replica", flush=True)
+        res.overload = run_overload(env, s)
+        print(f"  {summary_line(res.overload.fleet)}", flush=True)
         _save(s, res)
     if "coalesce" in s.scenarios:
         print(f"== coalescing: {s.coalesce_services:,} services on {s.coalesce_upstreams}"

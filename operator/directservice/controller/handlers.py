@@ -37,7 +37,8 @@ from directservice.api.names import (
     VERSION,
     Owner,
 )
-from directservice.controller.looplag import sample_loop_lag
+from directservice.controller.heap import keep_heap_frozen
+from directservice.controller.looplag import GcPauses, sample_loop_lag
 from directservice.controller.reconciler import Reconciler, Shared
 from directservice.controller.runtime import Options, Runtime
 from directservice.core.model import PublishedSlice, ServiceShape
@@ -92,6 +93,9 @@ async def run(options: Options) -> None:
     runtime = Runtime.connect(options)
     runtime.health.start()  # checks in a child process: its own GIL, off the poll loop
     lag = asyncio.get_running_loop().create_task(sample_loop_lag(), name="loop-lag")
+    pauses = GcPauses()
+    pauses.install()
+    heap = asyncio.get_running_loop().create_task(keep_heap_frozen(), name="heap")
     try:
         await kopf.operator(
             clusterwide=not options.namespaces,
@@ -103,6 +107,8 @@ async def run(options: Options) -> None:
         )
     finally:
         lag.cancel()
+        heap.cancel()
+        pauses.uninstall()
         if runtime.elector is not None:
             await runtime.elector.stop()  # a no-op after a graceful stop
         await runtime.health.close()

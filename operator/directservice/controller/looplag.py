@@ -8,7 +8,10 @@ with condition Overloaded.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import time
+from typing import Any
 
 from directservice.core.allowance import Allowance
 from directservice.core.overload import NO_VERDICT, Load, record_poll
@@ -31,6 +34,29 @@ async def sample_loop_lag(period: float = PERIOD) -> None:
         due = loop.time() + period
         await asyncio.sleep(period)
         metrics.LOOP_LAG.observe(max(0.0, loop.time() - due))
+
+
+class GcPauses:
+    """Times the cyclic garbage collector's passes (directservice_gc_pause_seconds): a full
+    pass over a large heap stops the event loop as surely as a busy handler."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def install(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            generation = str(info.get("generation", "?"))
+            metrics.child(metrics.GC_PAUSE, generation).observe(time.perf_counter() - self._started)
 
 
 class LoopLoad:

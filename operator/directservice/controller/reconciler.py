@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 MAX_START_JITTER = 10.0
 INVALID_SPEC_RETRY = 30.0  # an edit wakes the loop at once; this only re-reports
 CLOSE_GRACE = 3.0  # how long a deletion waits for a poll in flight before cancelling it
+# One generator for every poll loop of the process: a Random holds 2.5 KiB of state, and the
+# loops need independent jitter, not independent streams.
+_JITTER = random.Random()
 
 
 class Stopped(Protocol):
@@ -81,7 +84,7 @@ class Shared:
 class Reconciler:
     owner: Owner
     shared: Shared
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random = _JITTER
     failures: int = 0
     closed: bool = False
     wake: Wakeup = field(default_factory=Wakeup)  # set by an edit, a stop or close()

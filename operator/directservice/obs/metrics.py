@@ -235,6 +235,13 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+GC_PAUSE = Histogram(
+    "directservice_gc_pause_seconds",
+    "Passes of Python's cyclic garbage collector, by generation: the event loop waits them out.",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
 POLL_LATENESS = Histogram(
     "directservice_poll_lateness_seconds",
     "How late polls start after their due time (condition Overloaded when it persists).",
