@@ -28,7 +28,11 @@ TOP_TYPES = 25
 
 def census(limit: int = TOP_TYPES) -> dict[str, object]:
     """Live objects by type: those the collector tracks, plus the untracked objects they
-    refer to directly (strings, numbers, atomic-valued dicts), each counted once."""
+    refer to directly (strings, numbers, atomic-valued dicts), each counted once. The
+    operator freezes its heap (controller/heap.py), and frozen objects are invisible to
+    gc.get_objects(): the census thaws them first (the operator freezes again within a
+    minute)."""
+    gc.unfreeze()
     gc.collect()
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()

@@ -38,6 +38,7 @@ from directservice.api.names import (
     Owner,
 )
 from directservice.controller.heap import keep_heap_frozen
+from directservice.controller.kopfpatch import notify_on_change_only
 from directservice.controller.looplag import GcPauses, sample_loop_lag
 from directservice.controller.reconciler import Reconciler, Shared
 from directservice.controller.runtime import Options, Runtime
@@ -54,9 +55,7 @@ ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | Foreign]
 # without the label too): ours, and those that would serve under our names.
 BUILTIN_SLICE_CONTROLLER = "endpointslice-controller.k8s.io"
 # Event handlers run on every watch event; kopf's "succeeded" line for each is dropped.
-QUIET_EVENT_HANDLERS = QuietSuccesses(
-    ("slice_event", "service_event", "spec_edited", "really_deleted")
-)
+QUIET_EVENT_HANDLERS = QuietSuccesses(("slice_event", "service_event", "dsvc_event"))
 WATCHED_SLICES = f"{LABEL_SERVICE_NAME},{LABEL_MANAGED_BY}!={BUILTIN_SLICE_CONTROLLER}"
 
 
@@ -90,6 +89,7 @@ class IndexView:
 
 async def run(options: Options) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    notify_on_change_only()  # kopf's start-up barrier, without N x N wake-ups
     runtime = Runtime.connect(options)
     runtime.health.start()  # checks in a child process: its own GIL, off the poll loop
     lag = asyncio.get_running_loop().create_task(sample_loop_lag(), name="loop-lag")
@@ -252,15 +252,21 @@ async def poll(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def spec_edited(
-    *, type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo,
-    **_: Any,
+async def dsvc_event(
+    *, type: str | None, namespace: str | None, name: str, uid: str, body: kopf.Body,
+    memo: kopf.Memo, **kwargs: Any,
 ) -> None:  # fmt: skip
+    """Every DirectService event, in one handler (kopf's cost is per handler and event)."""
+    if type == "MODIFIED":
+        spec_edited(runtime_of(memo), str(namespace), name, body)
+    elif type == "DELETED":
+        await really_deleted(runtime_of(memo), str(namespace), name, uid, kwargs)
+
+
+def spec_edited(runtime: Runtime, namespace: str, name: str, body: kopf.Body) -> None:
     """Poll at once after an edit instead of waiting out the interval. An event handler, not
     on.update: kopf keeps no progress for these, so an edit costs no PATCH of ours."""
-    if type != "MODIFIED":
-        return
-    reconciler = runtime_of(memo).reconcilers.get((str(namespace), name))
+    reconciler = runtime.reconcilers.get((namespace, name))
     if reconciler is not None and reconciler.spec_edited(body.get("spec")):
         reconciler.wake.set()
 
@@ -298,28 +304,18 @@ async def _serving(runtime: Runtime, namespace: str, name: str) -> bool:
     return ownership.serving(shard)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
 async def really_deleted(
-    *,
-    type: str | None,
-    namespace: str | None,
-    name: str,
-    uid: str,
-    memo: kopf.Memo,
-    **kwargs: Any,
+    runtime: Runtime, namespace: str, name: str, uid: str, kwargs: dict[str, Any]
 ) -> None:
     """Gone without our deletion handler: deleted in the moment kopf added the finalizer,
     kopf saw no deletion timestamp and runs no handler, and its poll loop would go on."""
-    if type != "DELETED":
-        return
     DIFFBASE.forget(uid)
-    runtime = runtime_of(memo)
-    reconciler = runtime.reconcilers.get((str(namespace), name))
+    reconciler = runtime.reconcilers.get((namespace, name))
     if reconciler is None or reconciler.owner.uid != uid:  # cleaned up, or a newer object
         return
     if not runtime.ownership.serving(reconciler.shard):  # the serving replica cleans up
         return
-    await _clean_up(runtime, str(namespace), name, uid, kwargs)
+    await _clean_up(runtime, namespace, name, uid, kwargs)
 
 
 async def _clean_up(
