@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from directservice.core.model import DiscoveryError
+from directservice.discovery import connections
 from directservice.discovery.httpclient import HttpClient, HttpResponse
 
 pytestmark = pytest.mark.unit
@@ -217,3 +218,37 @@ def test_a_malformed_url_and_an_unreadable_answer_are_clear_connection_failures(
     )
     assert malformed.message == "the discovery URL is malformed"
     assert "s3cr3t" not in str(unreadable) + str(malformed)
+
+
+def test_a_burst_of_calls_to_a_cold_origin_opens_a_few_connections_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 calls at once to an origin with no kept connection: at most CONNECTS_PER_ORIGIN
+    connects are in flight (not 200 SYNs into one accept queue), and every call is answered,
+    most on connections the first ones opened."""
+    in_flight, most = 0, 0
+    real_connect = connections.Pool._connect
+
+    async def counted(self: connections.Pool, origin: object, addresses: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # a connect that takes a while, as under load
+            return await real_connect(self, origin, addresses)  # type: ignore[arg-type]
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(connections.Pool, "_connect", counted)
+
+    async def run() -> tuple[list[int], int]:
+        client = HttpClient()
+        async with keep_alive_server(answer_ok) as (url, server):
+            answers = await asyncio.gather(*(get(client, url) for _ in range(200)))
+            await client.close()
+        return [a.status for a in answers], server.connections
+
+    statuses, opened = asyncio.run(run())
+    assert statuses == [200] * 200
+    assert most == connections.CONNECTS_PER_ORIGIN
+    assert opened < 200, "the waiting calls took connections the first ones freed"

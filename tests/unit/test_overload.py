@@ -82,9 +82,10 @@ def test_a_window_in_between_holds_the_verdict_and_breaks_both_runs() -> None:
 
 def test_a_time_without_polls_is_no_window() -> None:
     state = NO_VERDICT
-    for at in (0.0, 3 * WINDOW, 30 * WINDOW):  # one late poll each, far apart
+    times = [k * k * WINDOW for k in range(LATE_WINDOWS + 1)]  # one late poll each, far apart
+    for at in times:
         state = record_poll(state, at, LATE, INTERVAL)
-    assert state.late_windows == 2  # two windows closed, both late: the gaps between count not
+    assert state.late_windows == LATE_WINDOWS  # each closed, late: the gaps between count not
     assert state.overloaded is True
 
 

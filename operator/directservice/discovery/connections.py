@@ -23,6 +23,10 @@ from aiohttp.abc import AbstractResolver
 from directservice.discovery.http11 import Answer, AnswerParser, ProtocolError
 
 IDLE_SECONDS = 15.0  # an idle connection older than this is closed, not reused
+# Connects in flight to one origin. A cold start sends the first polls of thousands of
+# DirectServices within seconds: unbounded, their connects overflow the server's accept
+# queue, the SYNs it drops are retried a second later, and a 1 s connect timeout fails them.
+CONNECTS_PER_ORIGIN = 16
 
 
 def _is_ip(host: str) -> bool:
@@ -153,7 +157,9 @@ class Pool:
         self._idle: dict[Origin, deque[Connection]] = {}
         self._limit = limit
         self._open = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # for a place
+        self._connecting: dict[Origin, int] = {}
+        self._connect_waiters: dict[Origin, deque[asyncio.Future[None]]] = {}
         self._dns_cache_seconds = dns_cache_seconds
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
 
@@ -175,16 +181,14 @@ class Pool:
             conn = self._take_idle(origin)
             if conn is not None:
                 return conn, True
+            if self._connecting.get(origin, 0) >= CONNECTS_PER_ORIGIN:
+                await _wait(self._connect_waiters.setdefault(origin, deque()))
+                continue
             if self._open < self._limit or self._evict_oldest_idle():
                 break
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            await _wait(self._waiters)
         self._open += 1
+        self._connecting[origin] = self._connecting.get(origin, 0) + 1
         try:
             async with asyncio.timeout(connect_timeout):
                 addresses = await self._resolve(origin.host, origin.port)
@@ -193,13 +197,23 @@ class Pool:
             self._open -= 1
             self._wake_one()
             raise
+        finally:
+            left = self._connecting[origin] - 1
+            if left:
+                self._connecting[origin] = left
+            else:
+                del self._connecting[origin]
+            self._wake_connecting(origin)
 
     def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        _wake(self._waiters)
+
+    def _wake_connecting(self, origin: Origin) -> None:
+        waiting = self._connect_waiters.get(origin)
+        if waiting is not None:
+            _wake(waiting)
+            if not waiting:
+                del self._connect_waiters[origin]
 
     def _evict_oldest_idle(self) -> bool:
         """All places taken: an idle connection (of any origin) gives its place up."""
@@ -255,6 +269,7 @@ class Pool:
         if reuse and not conn.closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, deque()).append(conn)
+            self._wake_connecting(origin)  # one waiting to connect there takes it instead
             self._wake_one()  # a waiter of this origin takes it; another evicts it
         else:
             self._drop(conn)
@@ -270,3 +285,26 @@ class Pool:
                 self._drop(idle.pop())
         self._idle.clear()
         self._dns.clear()
+
+
+async def _wait(queue: deque[asyncio.Future[None]]) -> None:
+    """Until woken (`_wake`). A waiter cancelled after its wake passes the wake on."""
+    waiter = asyncio.get_running_loop().create_future()
+    queue.append(waiter)
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if waiter.done() and not waiter.cancelled():
+            _wake(queue)  # woken, but gone: the next one gets the turn
+        else:
+            with contextlib.suppress(ValueError):
+                queue.remove(waiter)
+        raise
+
+
+def _wake(queue: deque[asyncio.Future[None]]) -> None:
+    while queue:
+        waiter = queue.popleft()
+        if not waiter.done():
+            waiter.set_result(None)
+            return
