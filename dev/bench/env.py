@@ -49,7 +49,10 @@ class Settings:
     handover_rounds: int = 20  # leader kills, and as many SIGTERMs
     coalesce_services: int = 1000  # DirectServices of the coalescing scenario
     coalesce_upstreams: int = 10  # the upstreams they share
-    overload_services: int = 6000  # twice what one replica carries
+    overload_services: int = 6000
+    # At 6,000 x 5 s one replica still made every poll (docs/benchmarks.md): at 2.5 s the
+    # same fleet is the poll load of 12,000 at 5 s, about twice what it carries.
+    overload_interval: float = 2.5
 
 
 def fleet_dsvc(i: int) -> str:

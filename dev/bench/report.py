@@ -154,7 +154,8 @@ def _one_replica_rows(res: Results) -> list[list[str]]:
 def _overload_rows(over: OverloadResult | None) -> list[list[str]]:
     if over is None:
         return []
-    tag = f"{over.fleet.services:,} services on one replica (twice its load)"
+    f = over.fleet
+    tag = f"{f.services:,} services at {f.interval:g} s on one replica (twice its load)"
     return [
         [f"{tag}: every service polled, evenly", "0 unpolled, p90 ÷ p10 ≤ 1.5",
          f"{over.unpolled} unpolled, {fmt(over.spread, 2)}",
