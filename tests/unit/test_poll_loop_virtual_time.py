@@ -348,3 +348,22 @@ def test_polls_start_every_interval_however_long_discovery_takes(
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps and all(4.75 - 1e-6 <= gap <= 5.25 + 1e-6 for gap in gaps), gaps
     assert len(starts) >= MINUTES * 60 / 5.25 - 2
+
+
+def test_a_poll_longer_than_its_interval_counts_as_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop so busy that each pass takes longer than the interval starts the next poll at
+    once: no timer runs late, but the poll does, and the verdict must see it."""
+    real_discover = StaticProvider.discover
+
+    async def slower_than_the_interval(self: StaticProvider, http: HttpClient) -> Discovery:
+        await asyncio.sleep(8.0)
+        return await real_discover(self, http)
+
+    monkeypatch.setattr(StaticProvider, "discover", slower_than_the_interval)
+    cluster = FakeCluster()
+    rec = reconciler(cluster)
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "5s",
+            "port": {"name": "http"}}  # fmt: skip
+    run_for(150, rec, body(spec))
+    assert rec.shared.load.overloaded is True
+    assert [str(e.reason) for e in cluster.events].count("Overloaded") == 1

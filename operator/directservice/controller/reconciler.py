@@ -152,12 +152,14 @@ class Reconciler:
                             if self.closed and self._in_flight.cancelled():
                                 break  # close() gave up waiting for this poll
                             raise
+                behind = 0.0  # how far past its due time the next poll already is
                 if self.failures == 0:  # on pace, the interval runs from start to start;
                     # a backoff runs from the failure's end
-                    delay = max(0.0, delay - (asyncio.get_running_loop().time() - started))
+                    spent = asyncio.get_running_loop().time() - started
+                    behind, delay = max(0.0, spent - delay), max(0.0, delay - spent)
                 late = await self._sleep(delay)
                 if late is not None:
-                    self.shared.load.poll_started(late, self._pace())
+                    self.shared.load.poll_started(late + behind, self._pace())
         finally:
             stop_watch.cancel()
             # Metric series stay: they live as long as the DirectService (handlers.forget).
