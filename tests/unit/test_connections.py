@@ -252,3 +252,57 @@ def test_a_burst_of_calls_to_a_cold_origin_opens_a_few_connections_at_a_time(
     assert statuses == [200] * 200
     assert most == connections.CONNECTS_PER_ORIGIN
     assert opened < 200, "the waiting calls took connections the first ones freed"
+
+
+class CountingResolver:
+    """Answers every name with loopback and counts the lookups."""
+
+    def __init__(self) -> None:
+        self.lookups: list[str] = []
+
+    async def resolve(self, host: str, port: int, family: int) -> list[dict[str, object]]:
+        self.lookups.append(host)
+        return [{"host": "127.0.0.1", "port": port}]
+
+    async def close(self) -> None:
+        return None
+
+
+def test_the_dns_cache_keeps_a_bounded_number_of_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hosts of deleted DirectServices do not stay cached for ever: past the bound, expired
+    answers go first, then the oldest; the newest answers are still reused."""
+    monkeypatch.setattr(connections, "DNS_CACHE_ENTRIES", 4)
+
+    async def run() -> tuple[int, list[str]]:
+        resolver = CountingResolver()
+        pool = connections.Pool(resolver, limit=8, dns_cache_seconds=60)  # type: ignore[arg-type]
+        for i in range(10):
+            await pool._resolve(f"h{i}.test", 80)
+        size = len(pool._dns)
+        resolver.lookups.clear()
+        for i in (9, 8, 7, 6, 0):  # the four newest are kept, the first was dropped
+            await pool._resolve(f"h{i}.test", 80)
+        return size, resolver.lookups
+
+    size, lookups = asyncio.run(run())
+    assert size == 4
+    assert lookups == ["h0.test"]
+
+
+def test_a_full_dns_cache_drops_expired_answers_before_fresh_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connections, "DNS_CACHE_ENTRIES", 3)
+
+    async def run() -> set[str]:
+        pool = connections.Pool(CountingResolver(), limit=8, dns_cache_seconds=60)  # type: ignore[arg-type]
+        for host in ("old.test", "fresh1.test", "fresh2.test"):
+            await pool._resolve(host, 80)
+        until, addresses = pool._dns[("old.test", 80)]
+        pool._dns[("old.test", 80)] = (until - 120, addresses)  # expired a minute ago
+        first = next(iter(pool._dns))
+        pool._dns[first] = pool._dns.pop(first)  # no longer the oldest stored
+        await pool._resolve("new.test", 80)
+        return {host for host, _ in pool._dns}
+
+    assert asyncio.run(run()) == {"fresh1.test", "fresh2.test", "new.test"}

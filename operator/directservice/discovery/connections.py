@@ -23,6 +23,7 @@ from aiohttp.abc import AbstractResolver
 from directservice.discovery.http11 import Answer, AnswerParser, ProtocolError
 
 IDLE_SECONDS = 15.0  # an idle connection older than this is closed, not reused
+DNS_CACHE_ENTRIES = 1024  # distinct (host, port) answers kept
 # Connects in flight to one origin. A cold start sends the first polls of thousands of
 # DirectServices within seconds: unbounded, their connects overflow the server's accept
 # queue, the SYNs it drops are retried a second later, and a 1 s connect timeout fails them.
@@ -238,8 +239,20 @@ class Pool:
         answers = await self._resolver.resolve(host, port, socket.AF_UNSPEC)
         addresses = [(a["host"], a["port"]) for a in answers]
         if self._dns_cache_seconds > 0:
-            self._dns[key] = (time.monotonic() + self._dns_cache_seconds, addresses)
+            self._remember(key, addresses)
         return addresses
+
+    def _remember(self, key: tuple[str, int], addresses: list[tuple[str, int]]) -> None:
+        """Cache an answer. A full cache drops its expired answers, then its oldest: hosts of
+        deleted DirectServices must not stay for the life of the process."""
+        now = time.monotonic()
+        self._dns.pop(key, None)  # stored again below, as the newest
+        if len(self._dns) >= DNS_CACHE_ENTRIES:
+            for old in [k for k, (until, _) in self._dns.items() if until <= now]:
+                del self._dns[old]
+            while len(self._dns) >= DNS_CACHE_ENTRIES:
+                del self._dns[next(iter(self._dns))]
+        self._dns[key] = (now + self._dns_cache_seconds, addresses)
 
     async def _connect(self, origin: Origin, addresses: list[tuple[str, int]]) -> Connection:
         loop = asyncio.get_running_loop()
