@@ -17,7 +17,7 @@ from devenv.paths import REPO_ROOT
 
 SCENARIOS = (
     "fleet", "propagation", "large", "curve", "profile", "http", "health", "handover",
-    "coalesce", "overload",
+    "coalesce", "overload", "shards",
 )  # fmt: skip
 
 
@@ -82,6 +82,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         handover_rounds=3 if quick else 20,
         coalesce_services=100 if quick else 1000,
         overload_services=500 if quick else 6000,
+        shard_services=400 if quick else 6000,
     )
 
 

@@ -22,6 +22,8 @@ from bench.report import (
     profile_section,
     targets,
 )
+from bench.shards import HEADING as SHARDS_HEADING
+from bench.shards import shards_section
 
 # Sections a run may leave out without losing them: a run of only these scenarios rewrites
 # only their sections, and a run without one keeps the section the file had.
@@ -30,6 +32,7 @@ SECTIONS = {
     "handover": "## Leader handover",
     "coalesce": COALESCE_HEADING,
     "overload": OVERLOAD_HEADING,
+    "shards": SHARDS_HEADING,
 }
 
 METHOD = """\
@@ -175,6 +178,8 @@ def render(res: Results) -> str:
         lines += [OVERLOAD_HEADING, "", *overload_section(res.overload)]
     if res.coalesce is not None:
         lines += [COALESCE_HEADING, "", *coalesce_section(res.coalesce)]
+    if res.shards is not None:
+        lines += [SHARDS_HEADING, "", *shards_section(res.shards)]
     if res.notes:
         lines += ["## Notes from this run", "", *[f"- {n}" for n in res.notes], ""]
     lines += [METHOD.replace("{probe}", f"{s.probe_interval:g}")]
@@ -192,6 +197,7 @@ def write(res: Results, path: Path) -> None:
         "handover": res.handover is not None,
         "coalesce": res.coalesce is not None,
         "overload": res.overload is not None,
+        "shards": res.shards is not None,
     }
     if old and res.settings.scenarios <= set(SECTIONS):  # only these: the rest stays
         if not any(measured.values()):

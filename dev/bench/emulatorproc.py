@@ -26,10 +26,12 @@ class EmulatorProcess(SingleProcess):
         workdir: Path,
         services: Mapping[str, Sequence[Mapping[str, Any]]],
         log_size: int = 1_000_000,
+        also_listen: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.services = services
         self.log_size = log_size
+        self.also_listen = tuple(also_listen)  # more loopback addresses, the same port
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._session = requests.Session()
@@ -44,6 +46,7 @@ class EmulatorProcess(SingleProcess):
             sys.executable, "-m", "directservice.cli", "emulate",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--config", str(config), "--request-log-size", str(self.log_size),
+            *(arg for host in self.also_listen for arg in ("--also-listen", host)),
         ]  # fmt: skip
         self._launch(
             "emulator",

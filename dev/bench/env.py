@@ -53,6 +53,10 @@ class Settings:
     # At 6,000 x 5 s one replica still made every poll (docs/benchmarks.md): at 2.5 s the
     # same fleet is the poll load of 12,000 at 5 s, about twice what it carries.
     overload_interval: float = 2.5
+    shard_services: int = 6000  # 3,000 a replica
+    shard_replicas: int = 2
+    shard_count: int = 4
+    shard_upstreams: int = 16  # discovery hosts: a PAI-EAS shard is its host's hash
 
 
 def fleet_dsvc(i: int) -> str:

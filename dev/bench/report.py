@@ -13,6 +13,7 @@ from bench.large import LargeResult
 from bench.overload import OverloadResult
 from bench.profiling import HotSpots, Spot
 from bench.propagation import PropagationResult
+from bench.shards import ShardsResult, shards_targets
 from bench.stats import ratio
 
 if TYPE_CHECKING:  # bench.healthreport renders it and imports this module
@@ -37,6 +38,7 @@ class Results:
     handover: HandoverResult | None = None
     coalesce: CoalesceResult | None = None
     overload: OverloadResult | None = None
+    shards: ShardsResult | None = None
     notes: list[str] = field(default_factory=list)
 
     def level(self, n: int) -> FleetResult | None:
@@ -119,6 +121,8 @@ def targets(res: Results) -> list[str]:
                      "≤ 1.5x", f"{fmt(co.calls_per_min, 0)}/min "
                      f"({fmt(ratio(co.calls_per_min, co.alone_per_min), 2)}x)",
                      _verdict(co.calls_per_min <= 1.5 * co.alone_per_min)])  # fmt: skip
+    if res.shards is not None:
+        rows += [[t, g, m, _verdict(ok)] for t, g, m, ok in shards_targets(res.shards)]
     return _table(["target", "goal", "measured", ""], rows)
 
 

@@ -32,6 +32,7 @@ from bench.overload import run_overload
 from bench.profiling import ProfiledOperator, analyse, load_records
 from bench.propagation import run_propagation
 from bench.report import Results
+from bench.shards import run_shards, upstream_hosts
 from devenv.controlplane import ControlPlane
 from devenv.paths import REPO_ROOT, child_env
 from devenv.tools import resolve
@@ -88,9 +89,11 @@ def run(s: Settings) -> Results:
             *sizes,
             1000 if "http" in s.scenarios else 0,
             s.overload_services if "overload" in s.scenarios else 0,
+            s.shard_services if "shards" in s.scenarios else 0,
         ])  # fmt: skip
         services = {fleet_eas(i): fleet_instances(i, s.instances) for i in range(most)}
-        emulator = EmulatorProcess(s.workdir, services).start()
+        hosts = upstream_hosts(s.shard_upstreams)[1:] if "shards" in s.scenarios else ()
+        emulator = EmulatorProcess(s.workdir, services, also_listen=hosts).start()
         api = cp.api_client()
         watcher = SliceWatcher(api).start()
         env = Env(cp, api, emulator, watcher, s.workdir)
@@ -150,6 +153,11 @@ def _scenarios(env: Env, s: Settings, sizes: list[int], res: Results) -> None:
         print(f"== coalescing: {s.coalesce_services:,} services on {s.coalesce_upstreams}"
               " upstreams", flush=True)  # fmt: skip
         res.coalesce = run_coalesce(env, s)
+        _save(s, res)
+    if "shards" in s.scenarios:
+        print(f"== shards: {s.shard_services:,} services on {s.shard_replicas} replicas, "
+              f"{s.shard_count} shards", flush=True)  # fmt: skip
+        res.shards = run_shards(env, s)
         _save(s, res)
     if "handover" in s.scenarios:
         print(f"== handover: {s.handover_rounds} leader kills, then as many SIGTERMs", flush=True)

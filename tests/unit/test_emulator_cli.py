@@ -61,3 +61,28 @@ def test_runs_until_sigterm(tmp_path: Path, emulator_cli: EmulatorCli) -> None:
         assert proc.wait(timeout=10) == 0
         assert proc.stderr is not None
         assert f"GET {path} -> 200" in proc.stderr.read()
+
+
+def test_also_listen_serves_one_emulator_on_more_loopback_addresses(
+    emulator_cli: EmulatorCli,
+) -> None:
+    with emulator_cli(
+        "--port", "0", "--also-listen", "127.0.0.2", "--also-listen", "127.0.0.3"
+    ) as proc:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().split()[-1].rsplit(":", 1)[1]
+        with requests.Session() as http:
+            http.trust_env = False
+            for host in ("127.0.0.2", "127.0.0.3", "127.0.0.1"):
+                assert http.get(f"http://{host}:{port}/healthz", timeout=5).ok
+            with pytest.raises(requests.ConnectionError):  # only the addresses asked for
+                http.get(f"http://127.0.0.4:{port}/healthz", timeout=5)
+            # One emulator behind all three: one request log, reset once.
+            http.post(f"http://127.0.0.1:{port}/admin/requests/reset", timeout=5)
+            path = "/exported/apis/eas.alibaba-inc.k8s.io/v1/upstreams/none"
+            for host in ("127.0.0.2", "127.0.0.3"):
+                http.get(f"http://{host}:{port}{path}", timeout=5)
+            log = http.get(f"http://127.0.0.1:{port}/admin/requests", timeout=5).json()["log"]
+        assert [r["service"] for r in log] == ["none", "none"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from .errors import ConfigError
@@ -29,6 +29,14 @@ def build_parser(prog: str = "directservice emulate") -> argparse.ArgumentParser
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file with 'services'")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free)")
+    parser.add_argument(
+        "--also-listen",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="also serve on ADDRESS, at the same port (repeatable): one emulator then stands "
+        "for several discovery hosts, e.g. 127.0.0.2 and 127.0.0.3",
+    )
     parser.add_argument(
         "--tls-port",
         type=int,
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.port,
                 log_requests=args.log_requests,
                 tls_port=args.tls_port,
+                also_on=args.also_listen,
             )
         )
     except OSError as exc:
@@ -76,14 +85,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(
-    state: EmulatorState, host: str, port: int, *, log_requests: bool, tls_port: int | None
+    state: EmulatorState,
+    host: str,
+    port: int,
+    *,
+    log_requests: bool,
+    tls_port: int | None,
+    also_on: Sequence[str] = (),
 ) -> None:
     app = create_app(state, log_requests=log_requests)
     with tempfile.TemporaryDirectory(prefix="emulator-tls-") as tls_dir:
         context = None
         if tls_port is not None:
             context = (await asyncio.to_thread(self_signed, Path(tls_dir))).server_context()
-        server = await start_server(app, host, port, tls_port=tls_port, ssl_context=context)
+        server = await start_server(
+            app, host, port, tls_port=tls_port, ssl_context=context, also_on=also_on
+        )
         await _run_until_signalled(state, server.url, server.https_url, server.stop)
 
 

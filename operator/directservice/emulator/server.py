@@ -67,8 +67,11 @@ async def start_server(
     *,
     tls_port: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    also_on: Sequence[str] = (),
 ) -> RunningServer:
-    """Serve `app` on host:port, and also over HTTPS on tls_port when an ssl_context is given."""
+    """Serve `app` on host:port, and also over HTTPS on tls_port when an ssl_context is given.
+    `also_on`: more addresses served on the same (HTTP) port, e.g. other loopback addresses,
+    so that one emulator stands for several discovery hosts."""
     # Our own request log replaces aiohttp's access log.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
@@ -76,10 +79,12 @@ async def start_server(
         await web.TCPSite(runner, host, port).start()
         if ssl_context is not None:
             await web.TCPSite(runner, host, tls_port or 0, ssl_context=ssl_context).start()
+        ports = [int(address[1]) for address in runner.addresses]
+        for other in also_on:
+            await web.TCPSite(runner, other, ports[0]).start()
     except BaseException:
         await runner.cleanup()
         raise
-    ports = [int(address[1]) for address in runner.addresses]
     return RunningServer(
         runner=runner,
         host=host,
