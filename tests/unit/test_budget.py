@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from directservice.core.model import DiscoveryError
 from directservice.discovery.budget import (
@@ -23,6 +25,7 @@ from directservice.discovery.budget import (
     MAX_THROTTLE_PAUSE,
     BudgetKey,
     RateBudgets,
+    _Bucket,
     backoff_delay,
 )
 
@@ -210,6 +213,50 @@ def test_the_rate_follows_a_member_that_changes_or_leaves() -> None:
         return seen
 
     assert run(scenario) == [60, 30, 600, None]
+
+
+LIMITS = st.one_of(st.none(), st.sampled_from([0.0, 20.0, 60.0, 600.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), LIMITS, st.booleans()), max_size=40))
+def test_the_kept_rate_is_always_the_strictest_seat(
+    steps: list[tuple[str, float | None, bool]],
+) -> None:
+    """The rate is kept up to date as seats come, change and go, not recomputed from every
+    seat per call: whatever the order, it equals the strictest limit of the seats there are."""
+    bucket = _Bucket(tokens=1.0, updated=0.0)
+    for now, (member, limit, leaves) in enumerate(steps):
+        if leaves:
+            bucket.stand([member])
+        else:
+            bucket.sit(member, limit, float(now))
+        limits = [s.calls_per_minute for s in bucket.seats.values() if s.calls_per_minute]
+        assert bucket.rate() == (min(limits) if limits else None)
+
+
+def test_members_sitting_down_one_by_one_never_rescan_the_seats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start-up of thousands of members on one key: each new seat updates the known rate
+    in place (it was a scan of all seats per newcomer, quadratic in all)."""
+    bucket = _Bucket(tokens=1.0, updated=0.0)
+    bucket.sit("first", 600.0, 0.0)
+    assert bucket.rate() == 600.0
+    scans = 0
+    values = dict.values
+
+    class CountingSeats(dict):  # type: ignore[type-arg]
+        def values(self):  # type: ignore[no-untyped-def]
+            nonlocal scans
+            scans += 1
+            return values(self)
+
+    bucket.seats = CountingSeats(bucket.seats)
+    for i in range(1000):
+        bucket.sit(f"m{i}", 60.0 if i % 2 else None, float(i))
+        assert bucket.rate() == 60.0 or i == 0
+    assert scans == 0
 
 
 def test_unlimited_keys_never_wait_and_never_stretch() -> None:

@@ -86,11 +86,25 @@ class _Bucket:
         seat = self.seats.get(member_id)
         if seat is None:
             self.seats[member_id] = _Seat(calls_per_minute, last_seen=now)
-            self._rate = _UNKNOWN
+            self._stricter(calls_per_minute)
         else:
             if seat.calls_per_minute != calls_per_minute:
-                self._rate = _UNKNOWN
+                looser = not calls_per_minute or (
+                    seat.calls_per_minute is not None and calls_per_minute > seat.calls_per_minute
+                )
+                if looser:  # the strictest may have been this seat's old limit
+                    self._rate = _UNKNOWN
+                else:
+                    self._stricter(calls_per_minute)
             seat.calls_per_minute, seat.last_seen = calls_per_minute, now
+
+    def _stricter(self, calls_per_minute: float | None) -> None:
+        """A member asks for this limit (None or 0: none) on top of the others. A known rate
+        is updated in place: a start-up where thousands of members sit down one by one must
+        not scan all seats for each of them."""
+        if not calls_per_minute or self._rate == _UNKNOWN:
+            return
+        self._rate = calls_per_minute if self._rate is None else min(self._rate, calls_per_minute)
 
     def stand(self, member_ids: Iterable[str]) -> None:
         for member_id in member_ids:
