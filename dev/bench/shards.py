@@ -169,12 +169,15 @@ def _measure(
     before = {name: procfs.sample_tree(p.pid) for name, p in procs.items()}
     writes_before = {name: own_writes(p.metrics_text()) for name, p in procs.items()}
     requests_before = env.requests()
+    opened = time.time()  # the emulator logs the unix time of each request
     time.sleep(s.duration)
+    closed = time.time()
     after = {name: procfs.sample_tree(p.pid) for name, p in procs.items()}
     writes_after = {name: own_writes(p.metrics_text()) for name, p in procs.items()}
     requests_after = env.requests()
     services = {fleet_eas(i) for i in range(n)}
-    polled = polls_by_caller(env.emulator.log(), services)
+    in_window = [r for r in env.emulator.log() if opened <= float(r.get("time", 0)) < closed]
+    polled = polls_by_caller(in_window, services)
     holders = _holders(env, s.shard_count)
     pollers = Counter(svc for counts in polled.values() for svc in counts)
     replicas = tuple(
@@ -189,13 +192,12 @@ def _measure(
         )
         for name in procs
     )
-    window = min(after[name].wall - before[name].wall for name in procs)
     return ShardsResult(
         services=n,
         shards=s.shard_count,
         upstreams=s.shard_upstreams,
         interval=s.interval,
-        window=window,
+        window=closed - opened,
         sync_seconds=sync_seconds,
         replicas=replicas,
         doubled=sum(1 for c in pollers.values() if c > 1),
