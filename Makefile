@@ -72,7 +72,7 @@ demo: tools ## Start a local control plane, CoreDNS, emulator and operator; show
 	$(PY) -m devenv.demo $(DEMO_ARGS)
 
 # The benchmark fleet for 30 minutes with random discovery faults and operator restarts:
-# RSS and fd slopes, writes, and endpoint loss (must be 0); docs/reliability-soak.md.
+# RSS and fd slopes, writes, and endpoint loss (must be 0); figures in docs/reliability.md.
 soak: tools ## Soak: the fleet for 30 min with faults and restarts (SOAK_ARGS=--minutes 5 ...)
 	$(PY) -m soak $(SOAK_ARGS)
 

@@ -196,7 +196,9 @@ def large_section(large: LargeResult) -> list[str]:
         f"(the operator starts each service at a random phase of its interval), first poll → "
         f"all {large.slices} slices seen {fmt(large.first_poll_to_all_s, 2)} s, apply → all "
         f"{fmt(large.apply_to_all_s, 2)} s. CPU per unchanged poll of this service "
-        f"(fetch, parse, plan): {fmt(large.cpu_ms_per_unchanged_poll)} ms.",
+        f"(fetch, compare): {fmt(large.cpu_ms_per_unchanged_poll)} ms beyond the idle "
+        f"operator's {fmt(100 * large.idle_cores, 2)} % of a core "
+        f"({fmt(large.gross_cpu_ms_per_unchanged_poll)} ms with it).",
         "",
     ]
     rows = [
