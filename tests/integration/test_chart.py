@@ -193,9 +193,9 @@ def test_every_flag_the_chart_passes_is_accepted_by_the_cli(helm: Helm) -> None:
 NAMESPACED_GRANTS = {
     ("directservice.io", "directservices"): {"get", "list", "watch", "patch"},
     ("directservice.io", "directservices/status"): {"patch"},
-    ("", "services"): {"list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("discovery.k8s.io", "endpointslices"): {
-        "list", "watch", "create", "update", "delete", "deletecollection",
+        "get", "list", "watch", "create", "update", "delete", "deletecollection",
     },
     ("", "events"): {"create"},
     ("", "secrets"): {"get"},

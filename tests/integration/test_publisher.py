@@ -227,3 +227,51 @@ def test_patching_a_service_deleted_under_a_stale_view_is_not_found_then_recreat
     found = api_service(control_plane, namespace)
     assert found is not None and found["spec"]["ports"][0]["port"] == 9090
     assert {s["ports"][0]["port"] for s in api_slices(control_plane, namespace)} == {9090}
+
+
+@pytest.mark.parametrize("slices_seen", [False, True], ids=["view-empty", "view-has-slices"])
+def test_a_takeover_behind_the_api_server_withdraws_nothing_then_writes_nothing(
+    api_client: ApiClient, control_plane: ControlPlane, namespace: str, slices_seen: bool
+) -> None:
+    """The replica that held the shard published; the one that takes it over, on a busy
+    loop, has not seen the Service yet (the watches of Services and slices lag apart). Its
+    create is refused as AlreadyExists: that is ours, not a conflict, and nothing of it is
+    withdrawn or renamed. Once the watch has caught up, the takeover writes nothing."""
+    before_holder, _ = publisher(api_client, namespace)
+    assert publish(before_holder) == 3
+    published = addresses(control_plane, namespace)
+    view = WatchView()
+    if slices_seen:
+        view.deliver(control_plane, namespace, NAME)
+        view.service_shape = None  # the Service watch is behind the slice watch
+    taker = Publisher(before_holder.owner, KubeWriter(api_client), view)
+
+    err = refused(taker, THREE)
+
+    assert (err.reason, err.status) == (Reason.PUBLISH_CONFLICT, 409)
+    assert "Service web exists and is ours" in err.message
+    assert addresses(control_plane, namespace) == published
+    view.deliver(control_plane, namespace, NAME)
+    assert publish(taker) == 0
+    assert addresses(control_plane, namespace) == published
+
+
+def test_a_slice_of_ours_the_view_has_not_shown_is_not_renamed(
+    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+) -> None:
+    before_holder, _ = publisher(api_client, namespace)
+    assert publish(before_holder) == 3
+    published = addresses(control_plane, namespace)
+    view = WatchView()
+    view.deliver(control_plane, namespace, NAME)
+    view.slice_list = []  # the slice watch is behind the Service watch
+    taker = Publisher(before_holder.owner, KubeWriter(api_client), view)
+
+    err = refused(taker, THREE)
+
+    assert (err.reason, err.status) == (Reason.PUBLISH_CONFLICT, 409)
+    assert "EndpointSlice web-v4-0 exists and is ours" in err.message
+    view.deliver(control_plane, namespace, NAME)
+    assert publish(taker) == 0
+    assert addresses(control_plane, namespace) == published
+    assert taker.conflicts() == ()

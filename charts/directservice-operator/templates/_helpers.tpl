@@ -98,16 +98,17 @@ each watched namespace (namespaced mode). Derived from the calls the code makes
   resources: ["directservices/status"]
   verbs: ["patch"]
 # The headless Services it publishes: watched (label-selected) to keep an index, created,
-# patched when the port changes, deleted when their DirectService goes.
+# patched when the port changes, deleted when their DirectService goes; read (get) only
+# when a create is refused as AlreadyExists, to tell its own from another's.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The EndpointSlices it publishes, and other managers' slices that name a Service: watched
 # (all with kubernetes.io/service-name but the built-in controller's), created, replaced
 # with a resourceVersion precondition, deleted one by one or all at once on cleanup.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["list", "watch", "create", "update", "delete", "deletecollection"]
+  verbs: ["get", "list", "watch", "create", "update", "delete", "deletecollection"]
 # The operator posts core/v1 Events on transitions (kopf's own event posting is off).
 - apiGroups: [""]
   resources: ["events"]

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
-from directservice.api.names import Owner
+from directservice.api.names import LABEL_SERVICE_NAME, Owner
 from directservice.api.reasons import Reason
 from directservice.api.spec import DirectServiceSpec
 from directservice.core.endpoints import Endpoint
@@ -32,6 +32,8 @@ from directservice.publish.render import (
     Foreign,
     build_endpoint_slice,
     build_service,
+    observe_service,
+    observe_slice,
     read_endpoint_slice,
 )
 from directservice.publish.writer import KubeWriter, WriteError
@@ -164,6 +166,7 @@ class Publisher:
                 answer = await self.writer.create_slice(build_endpoint_slice(self.owner, desired))
             except WriteError as exc:
                 if exc.status == 409:  # AlreadyExists: a slice the view does not show is there
+                    await self._unless_ours(ENDPOINT_SLICE, desired.name)
                     self._collisions.add(desired.name)
                     raise WriteError(
                         Reason.CONFLICT,
@@ -204,6 +207,7 @@ class Publisher:
                 await self.writer.create_service(body)
             except WriteError as exc:
                 if exc.status == 409:  # AlreadyExists, and not labelled as ours (the view)
+                    await self._unless_ours(SERVICE, self.owner.name)
                     self._service_refused = (
                         f"Service {self.owner.name} exists and is not managed by directservice.io"
                     )
@@ -220,6 +224,28 @@ class Publisher:
         self._service_written, self._service_gone = shape, False
         self._service_refused = None
         return 1
+
+    async def _unless_ours(self, kind: str, name: str) -> None:
+        """A create was refused as AlreadyExists for an object the view does not show. Read
+        it (the one read outside the watches, on this rare path) and raise a retryable
+        error if it is ours after all: a replica that has just taken a shard over, on a busy
+        loop, can be behind the API server, and the object is then the previous holder's
+        work. Calling it foreign would withdraw our slices and rename them. Returns when it
+        is not ours."""
+        found = await self.writer.read(kind, self.owner.namespace, name)
+        if found is None:
+            return
+        seen = observe_service(found) if kind == SERVICE else observe_slice(found)
+        if isinstance(seen, ServiceShape) or (
+            isinstance(seen, PublishedSlice)
+            and (found.get("metadata") or {}).get("labels", {}).get(LABEL_SERVICE_NAME)
+            == self.owner.name
+        ):
+            raise WriteError(
+                Reason.PUBLISH_CONFLICT,
+                f"{kind} {name} exists and is ours, but the watch has not shown it yet: will retry",
+                409,
+            )
 
     async def _withdraw(self, in_the_way: str) -> NoReturn:
         """A Service of our name is not ours: delete our own slices, which would feed it

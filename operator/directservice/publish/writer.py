@@ -181,6 +181,26 @@ class KubeWriter:
             raise WriteError(Reason.PUBLISH_API_ERROR, f"{what}: the answer is not a JSON object")
         return answer
 
+    async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object as the API server has it now (None: not found). Not for polls, which
+        read the watches: only for a create refused as AlreadyExists."""
+        fn = (
+            self._core.read_namespaced_service
+            if kind == "Service"
+            else self._discovery.read_namespaced_endpoint_slice
+        )
+        try:
+            data = await call_api(f"read {kind} {name}", fn, name, namespace)
+        except WriteError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            found = json.loads(data or b"{}")
+        except ValueError:
+            found = None
+        return found if isinstance(found, dict) else None
+
     async def create_slice(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         return await self._call(
