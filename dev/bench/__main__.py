@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--large-instances", type=int, help="instances of the large service")
     parser.add_argument("--health-services", type=int, help="services of the checked fleet")
     parser.add_argument("--health-kills", type=int, help="instance kills of the health scenario")
+    parser.add_argument("--shard-services", type=int, help="services of the sharding scenario")
     parser.add_argument("--output", type=Path, help="Markdown report path")
     parser.add_argument("--workdir", type=Path, help="logs and profiles (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=1)
@@ -82,7 +83,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         handover_rounds=3 if quick else 20,
         coalesce_services=100 if quick else 1000,
         overload_services=500 if quick else 6000,
-        shard_services=400 if quick else 6000,
+        shard_services=args.shard_services or (400 if quick else 6000),
     )
 
 

@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
+
 from bench import procfs
 from bench.cluster import create_all, dsvc_manifest, ensure_namespace, healthy, list_dsvc
 from bench.env import Env, Settings, fleet_eas, wait_for
@@ -157,11 +159,15 @@ def _measure(
     n = s.shard_services
 
     def synced() -> bool:
-        held = _holders(env, s.shard_count).values()
-        items = list_dsvc(env.api, NAMESPACE)
+        try:
+            held = _holders(env, s.shard_count).values()
+            items = list_dsvc(env.api, NAMESPACE)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # a busy API server: look again
+            print(f"    (the list failed: {type(exc).__name__})", flush=True)
+            return False
         return all(held) and sum(1 for d in items if healthy(d, s.instances)) >= n
 
-    ok = wait_for(synced, timeout=120 + n * 0.15, step=2.0)
+    ok = wait_for(synced, timeout=120 + n * 0.15, step=5.0)
     sync_seconds = time.monotonic() - started if ok else math.nan
     print(f"  {n:,} on {len(procs)} replicas: synced after {sync_seconds:.1f} s", flush=True)
     env.wait_quiet(quiet=s.interval * 2.4, timeout=300)
