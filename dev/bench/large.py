@@ -65,9 +65,10 @@ class LargeResult:
 def marginal_ms_per_poll(cpu_seconds: float, wall: float, polls: int, idle_cores: float) -> float:
     """CPU per poll, in ms, of what a window cost beyond the idle operator (its watches,
     timers, metrics and health child), which would otherwise be charged to a few polls."""
-    if polls <= 0:
+    beyond = cpu_seconds - idle_cores * wall
+    if polls <= 0 or beyond < 0:  # below the idle figure: too small for this method to tell
         return math.nan
-    return 1000.0 * max(0.0, cpu_seconds - idle_cores * wall) / polls
+    return 1000.0 * beyond / polls
 
 
 def _address(k: int, base: int = 200) -> str:
@@ -90,6 +91,7 @@ def run_large(env: Env, s: Settings) -> LargeResult:
     ensure_namespace(env.cp, LARGE_NS)
     env.emulator.put_service(LARGE_EAS, _body(current))
     operator = env.start_operator("large")
+    time.sleep(IDLE_SECONDS)  # its start-up (first lists, the health child) is not idle
     idle_before = procfs.sample_tree(operator.pid)
     time.sleep(IDLE_SECONDS)  # no DirectService yet: what the operator costs by itself
     idle_after = procfs.sample_tree(operator.pid)

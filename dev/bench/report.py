@@ -106,7 +106,8 @@ def targets(res: Results) -> list[str]:
                          str(still.writes), _verdict(still.writes == 0)])  # fmt: skip
         cpu = large.cpu_ms_per_unchanged_poll
         rows.append([f"{large.instances:,}-instance service: CPU of an unchanged poll",
-                     "≤ 10 ms", f"{fmt(cpu)} ms", _verdict(cpu <= 10)])  # fmt: skip
+                     "≤ 10 ms", f"{fmt(cpu)} ms",
+                     _verdict(None if math.isnan(cpu) else cpu <= 10)])  # fmt: skip
     low, high = (res.level(n) for n in (min(s.curve), max(s.curve)))
     if "curve" in s.scenarios and low is not None and high is not None and low is not high:
         factor = ratio(high.cpu_ms_per_poll, low.cpu_ms_per_poll)
