@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from bench import procfs
 from bench.cluster import create_all, dsvc_manifest, ensure_namespace, healthy, list_dsvc
@@ -162,7 +163,7 @@ def _measure(
         try:
             held = _holders(env, s.shard_count).values()
             items = list_dsvc(env.api, NAMESPACE)
-        except (OSError, urllib3.exceptions.HTTPError) as exc:  # a busy API server: look again
+        except (OSError, urllib3.exceptions.HTTPError, ApiException) as exc:  # busy: again
             print(f"    (the list failed: {type(exc).__name__})", flush=True)
             return False
         return all(held) and sum(1 for d in items if healthy(d, s.instances)) >= n
