@@ -10,6 +10,7 @@ from bench.coalesce import CoalesceResult
 from bench.env import Settings
 from bench.fleet import FleetResult
 from bench.large import LargeResult
+from bench.markdown import table
 from bench.overload import OverloadResult
 from bench.profiling import HotSpots, Spot
 from bench.propagation import PropagationResult
@@ -55,10 +56,7 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "**MISS**")
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return [*out, ""]
+_table = table
 
 
 def targets(res: Results) -> list[str]:

@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from bench import procfs
 from bench.cluster import create_all, dsvc_manifest, ensure_namespace, healthy, list_dsvc
 from bench.env import Env, Settings, fleet_eas, wait_for
+from bench.markdown import table
 from bench.stats import OPERATOR_RESOURCES, by_resource, parse_samples, write_delta
 from devenv.operatorproc import OperatorProcess
 
@@ -214,34 +215,32 @@ def _measure(
 
 
 def shards_section(r: ShardsResult) -> list[str]:
-    lines = [
-        f"{r.services:,} DirectServices x 10 instances at {r.interval:g} s on "
-        f"{r.upstreams} discovery hosts, {len(r.replicas)} replicas over {r.shards} shard "
-        f"Leases, {r.window:.0f} s window after sync ({r.sync_seconds:.1f} s) and quiet. "
+    setting = (
+        f"{r.services:,} DirectServices x 10 instances at {r.interval:g} s on {r.upstreams} "
+        f"discovery hosts, {len(r.replicas)} replicas over {r.shards} shard Leases, "
+        f"{r.window:.0f} s window after sync ({r.sync_seconds:.1f} s) and quiet."
+    )
+    outcome = (
         f"Polls made: {r.polls:,} of {r.polls_scheduled:,.0f} ({r.polls_pct:.2f} %); "
         f"DirectServices polled by two replicas: {r.doubled}; unpolled: {r.unpolled}; "
-        f"writes in the window (API server, Leases aside): {sum(r.writes.values())}.",
-        "",
-        "| replica | shards held | DirectServices polled | polls | CPU % | CPU % per 1,000 "
-        "polled | RSS MiB | own writes |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for rep in r.replicas:
-        per = 1000.0 * rep.cpu_pct / rep.services if rep.services else math.nan
-        shards = ", ".join(str(i) for i in rep.shards) or "none"
-        lines.append(
-            f"| {rep.name} | {shards} | {rep.services:,} | {rep.polls:,} | {rep.cpu_pct:.1f} | "
-            f"{per:.1f} | {rep.rss_mib:.0f} | {rep.writes} |"
-        )
-    lines += [
-        "",
+        f"writes in the window (API server, Leases aside): {sum(r.writes.values())}."
+    )
+    head = ["replica", "shards held", "DirectServices polled", "polls", "CPU %",
+            "CPU % per 1,000 polled", "RSS MiB", "own writes"]  # fmt: skip
+    rows = [
+        [rep.name, ", ".join(str(i) for i in rep.shards) or "none", f"{rep.services:,}",
+         f"{rep.polls:,}", f"{rep.cpu_pct:.1f}",
+         f"{1000.0 * rep.cpu_pct / rep.services if rep.services else math.nan:.1f}",
+         f"{rep.rss_mib:.0f}", str(rep.writes)]
+        for rep in r.replicas
+    ]  # fmt: skip
+    memory = (
         f"CPU per DirectService polled, highest ÷ lowest replica: {r.cpu_spread:.2f}. Every "
         "replica watches every DirectService of the namespace (its standby loops included), "
         "so RSS follows the whole fleet, not the shards held "
-        "([scale model](scale-model.md#memory-the-designs-limit-at-this-scale)).",
-        "",
-    ]
-    return lines
+        "([scale model](scale-model.md#memory-the-designs-limit-at-this-scale))."
+    )
+    return [f"{setting} {outcome}", "", *table(head, rows), memory, ""]
 
 
 def shards_targets(r: ShardsResult) -> list[tuple[str, str, str, bool]]:
