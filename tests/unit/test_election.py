@@ -195,3 +195,31 @@ def test_passes_in_flight_end_before_a_release_frees_the_lease() -> None:
     asyncio.run(scenario())
     assert order == ["pass ended", "released"]
     assert world.store.leases["dso-shard-0"].record.holder == ""
+
+
+def test_a_lone_replica_whose_renewals_lapsed_takes_its_own_lease_back() -> None:
+    """Nobody else can take the Lease over: if the holder did not take back the Lease that
+    still names it, its shard would go unserved for good."""
+    world = World()
+    a = world.replica("a")
+    world.run(2)
+    assert world.serving() == ["a"]
+    world.replicas["a"][1].down = True
+    world.run(T.renew_deadline + 2)
+    assert world.serving() == []  # lapsed on its own deadline
+    world.replicas["a"][1].down = False
+    world.run(T.retry_period)
+    assert a.ownership.serving(0)
+
+
+def test_a_lapsed_holder_takes_back_only_its_fair_share() -> None:
+    world = World()
+    a, b = world.replica("a", 4), world.replica("b", 4)
+    world.run(30, shards=4)
+    assert len(a.ownership.held()) == len(b.ownership.held()) == 2
+    world.replicas["a"][1].down = True
+    world.run(T.renew_deadline + 1, shards=4)  # a lapses; b cannot take over yet
+    assert a.ownership.held() == set()
+    world.replicas["a"][1].down = False
+    world.run(30, shards=4)
+    assert sorted(len(e.ownership.held()) for e, _ in world.replicas.values()) == [2, 2]

@@ -132,9 +132,13 @@ class Elector:
         """Elect until stop(); then release what is held. Never raises (but cancellation)."""
         metrics.SHARDS.set(self.ownership.shards)
         metrics.SHARDS_HELD.set(0)
+        clock = self.ownership.clock
         while not self._stopping.is_set():
+            started = clock()
             await self.attempt()
-            delay = self.timing.retry_period * self.rng.uniform(0.8, 1.0)
+            # Paced from the step's start: a slow API server must not stretch the period.
+            period = self.timing.retry_period * self.rng.uniform(0.8, 1.0)
+            delay = max(0.0, started + period - clock())
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
@@ -162,19 +166,28 @@ class Elector:
 
     async def step(self) -> None:
         clock = self.ownership.clock
-        live = await self._heartbeat() if self.ownership.shards > 1 else 1
-        for shard in range(self.ownership.shards):
-            lease = await self.leases.read(shard_lease(self.name, shard))
+        shards = range(self.ownership.shards)
+        # All reads at once: a step's latency is one round trip, not one per shard.
+        reads = asyncio.gather(*(self.leases.read(shard_lease(self.name, s)) for s in shards))
+        if self.ownership.shards > 1:
+            live, leases = await asyncio.gather(self._heartbeat(), reads)
+        else:
+            live, leases = 1, await reads
+        seen_at = clock()
+        for shard, lease in zip(shards, leases, strict=True):
             self._current[shard] = lease
             # An absent Lease is a free one, first seen now: it may become orphaned too.
             record = lease.record if lease else LeaseRecord(shard_lease(self.name, shard), "", "")
-            self._seen[shard] = observe(self._seen.get(shard), record, clock())
+            self._seen[shard] = observe(self._seen.get(shard), record, seen_at)
         now = clock()
-        shards = range(self.ownership.shards)
         mine = {s for s in shards if self.ownership.serving(s) and self._holder(s) == self.identity}
         for shard in set(self.ownership.renewed) - mine:  # lost it, or it lapsed
             self.ownership.revoke(shard)
-        free = {s for s in shards if self._holder(s) == ""}  # absent or released
+        # A Lease that still names us though we stopped serving it (renewals failed past the
+        # deadline) is ours to take back: nobody else served it, and the write's
+        # resourceVersion loses to any replica that took it over meanwhile.
+        lapsed = {s for s in shards if self._holder(s) == self.identity} - mine
+        free = {s for s in shards if self._holder(s) == ""} | lapsed  # absent or released
         abandoned = {s for s in shards if orphaned(self._seen[s], self.identity, now, self.timing)}
         over = len(mine) > fair_share(self.ownership.shards, live)
         if not over:
@@ -189,12 +202,15 @@ class Elector:
         )
         for shard in claims.release:
             self.ownership.revoke(shard)
-            await self._release(shard)
-        for shard in sorted(mine - set(claims.release)):
-            if now - self.ownership.renewed[shard] >= self.timing.renew_deadline / 2:
-                await self._claim(shard)
-        for shard in claims.take:
-            await self._claim(shard)
+        renew = {
+            s
+            for s in mine - set(claims.release)
+            if now - self.ownership.renewed[s] >= self.timing.renew_deadline / 2
+        }
+        await asyncio.gather(
+            *(self._release(s) for s in claims.release),
+            *(self._claim(s) for s in sorted(renew | set(claims.take))),
+        )
 
     def _holder(self, shard: int) -> str:
         lease = self._current.get(shard)

@@ -2,7 +2,8 @@
 
 Every write carries the resourceVersion it read (create: none exists), so two replicas
 racing for one Lease end with one winner and one 409. A lost race is an answer, not an
-error: `write` returns None. Calls run in worker threads, like every other API call.
+error: `write` returns None. Calls run in worker threads of their own: a renewal must not
+queue behind a burst of endpoint writes (a start-up sync), or the Lease lapses under load.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,14 +67,20 @@ def parse_lease(obj: Mapping[str, Any]) -> Lease:
 class LeaseClient:
     """The Leases of one operator deployment, in one namespace."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api_client: client.ApiClient, namespace: str, threads: int = 4) -> None:
+        # Few threads: they share the client's connection pool (5 per core) with the writes.
         self._api = client.CoordinationV1Api(api_client)
         self.namespace = namespace
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lease")
 
     async def read(self, name: str) -> Lease | None:
         try:
             data = await call_api(
-                f"read Lease {name}", self._api.read_namespaced_lease, name, self.namespace
+                f"read Lease {name}",
+                self._api.read_namespaced_lease,
+                name,
+                self.namespace,
+                executor=self._threads,
             )
         except WriteError as exc:
             if exc.status == 404:
@@ -110,7 +118,11 @@ class LeaseClient:
             if current is None:
                 API_WRITES.labels("Lease", "create").inc()
                 data = await call_api(
-                    f"create Lease {name}", self._api.create_namespaced_lease, self.namespace, body
+                    f"create Lease {name}",
+                    self._api.create_namespaced_lease,
+                    self.namespace,
+                    body,
+                    executor=self._threads,
                 )
             else:
                 meta["resourceVersion"] = current.record.version
@@ -121,6 +133,7 @@ class LeaseClient:
                     name,
                     self.namespace,
                     body,
+                    executor=self._threads,
                 )
         except WriteError as exc:
             if exc.status == 409:  # someone else wrote (or created) it first

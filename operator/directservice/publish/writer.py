@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import urllib3.exceptions
@@ -120,10 +121,12 @@ def _detail(exc: ApiException) -> str:
     return str(message or exc.reason)[:500]
 
 
-async def call_api(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> bytes:
+async def call_api(
+    what: str, fn: Callable[..., Any], *args: Any, executor: Executor | None = None, **kw: Any
+) -> bytes:
     """One API call in a worker thread with a timeout; returns the raw answer body, read in
     that thread too (the client hands back an unread response). Every failure becomes a
-    WriteError.
+    WriteError. `executor`: the threads to use (None: the loop's default, shared by writes).
 
     A thread cannot be stopped, so a cancel waits for the call to end and is delivered at
     the caller's next await: the caller records what it wrote (e.g. a created Service that
@@ -137,7 +140,7 @@ async def call_api(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> 
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-    request = asyncio.get_running_loop().run_in_executor(None, call)
+    request = asyncio.get_running_loop().run_in_executor(executor, call)
     cancelled = False
     while not request.done():
         try:
