@@ -30,6 +30,18 @@ def test_young_cycles_are_collected_before_the_freeze() -> None:
         gc.unfreeze()
 
 
+def test_a_cycle_dropped_in_the_oldest_generation_is_collected_before_the_freeze() -> None:
+    try:
+        node = Node()
+        ref = weakref.ref(node)
+        gc.collect()  # it survives a full pass: now in the oldest generation
+        del node
+        freeze_survivors()
+        assert ref() is None, "collected, not frozen with the live heap"
+    finally:
+        gc.unfreeze()
+
+
 def test_a_frozen_cycle_waits_for_the_full_pass() -> None:
     try:
         node = Node()

@@ -5,9 +5,12 @@ it does: kopf's bodies and indexes, the published slices, the reconcilers. CPyth
 full collection whenever a quarter as many objects again have reached its oldest
 generation, and poll answers that live one interval get there; each full pass then walks
 the whole heap, and the event loop stops for it (directservice_gc_pause_seconds). Frozen
-objects are left out of every pass, so each minute the survivors are frozen, after a pass
-over the young ones has freed their cycles. Objects frozen and later dropped are still
-freed by reference counting; only cycles among them wait for the hourly full pass.
+objects are left out of every pass, so each minute the survivors are frozen, after a full
+pass over what is not frozen yet: a minute's survivors, not the heap. That pass must reach
+the oldest generation too. A cycle that grew old there and was then dropped (a sync's
+garbage, an answer replaced after living an interval) would otherwise be frozen with the
+live heap, and hold its memory until the hourly pass. Objects frozen and later dropped are
+still freed by reference counting; only cycles among them wait for the hourly full pass.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ FULL_PASS_EVERY = 3600.0  # s
 
 
 def freeze_survivors() -> None:
-    gc.collect(1)  # the young generations' cycles go first, so they are not frozen
+    gc.collect()  # frozen objects are not walked: this pass costs only what is new
     gc.freeze()
 
 
