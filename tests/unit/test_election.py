@@ -223,3 +223,14 @@ def test_a_lapsed_holder_takes_back_only_its_fair_share() -> None:
     world.replicas["a"][1].down = False
     world.run(30, shards=4)
     assert sorted(len(e.ownership.held()) for e, _ in world.replicas.values()) == [2, 2]
+
+
+def test_the_next_step_is_paced_from_the_start_of_the_last_one() -> None:
+    world = World()
+    a = world.replica("a")
+    started = world.now
+    world.now += 0.5  # the step took half a retry period (a slow API server)
+    wait = a.next_step_in(started)
+    assert 0.8 * T.retry_period - 0.5 <= wait <= T.retry_period - 0.5
+    world.now = started + 3 * T.retry_period  # a step longer than the period: at once
+    assert a.next_step_in(started) == 0.0

@@ -136,11 +136,14 @@ class Elector:
         while not self._stopping.is_set():
             started = clock()
             await self.attempt()
-            # Paced from the step's start: a slow API server must not stretch the period.
-            period = self.timing.retry_period * self.rng.uniform(0.8, 1.0)
-            delay = max(0.0, started + period - clock())
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                await asyncio.wait_for(self._stopping.wait(), self.next_step_in(started))
+
+    def next_step_in(self, started: float) -> float:
+        """Seconds until the next step, paced from this one's start: a slow API server must
+        not add its latency to the period. Jittered so replicas do not step in lockstep."""
+        period = self.timing.retry_period * self.rng.uniform(0.8, 1.0)
+        return max(0.0, started + period - self.ownership.clock())
 
     async def attempt(self) -> None:
         """One step; an API error only costs the renewals it missed (serving then lapses
