@@ -37,6 +37,7 @@ from directservice.api.names import (
     VERSION,
     Owner,
 )
+from directservice.controller.apisession import bounded_session, connection_limit
 from directservice.controller.heap import keep_heap_frozen
 from directservice.controller.kopfpatch import notify_on_change_only
 from directservice.controller.looplag import GcPauses, sample_loop_lag
@@ -182,6 +183,31 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     runtime = runtime_of(memo)
     if runtime.elector is not None:
         runtime.election_task = asyncio.create_task(_elect(runtime), name="election")
+
+
+@kopf.on.login()
+async def login(
+    *, logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any
+) -> kopf.AiohttpSession | None:
+    """kopf's own login (in-cluster, else the kubeconfig), on a session whose connection
+    pool is bounded (controller/apisession.py)."""
+    info = await asyncio.to_thread(kopf.login_via_client, logger=logger, settings=settings)
+    if info is None:
+        return None
+    session = bounded_session(
+        limit=connection_limit(len(runtime_of(memo).options.namespaces)),
+        ssl_context=info.as_ssl_context(),
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session,
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+    )
 
 
 @kopf.index("discovery.k8s.io", "v1", "endpointslices")
