@@ -99,6 +99,23 @@ def test_verdicts_and_counts_come_back_from_the_child() -> None:
     _run(body)
 
 
+def test_the_child_starts_with_the_first_watch() -> None:
+    async def body() -> None:
+        async with _ports() as (open_port, _):
+            checker = CheckerProcess(max_in_flight=16)
+            checker.start()
+            assert checker._child is None, "nothing to check: no child"
+            checker.unwatch("ns/a")  # unwatching what was never watched starts nothing
+            assert checker._child is None
+            checker.watch("ns/a", SPEC, {("127.0.0.1", open_port): False}, lambda: None)
+            child = checker._child
+            assert child is not None and child.proc.poll() is None
+            await checker.close()
+            assert child.proc.returncode == 0
+
+    _run(body)
+
+
 def test_a_killed_child_is_restarted_and_told_every_watch_again() -> None:
     async def body() -> None:
         async with _ports() as (_, closed_port):
