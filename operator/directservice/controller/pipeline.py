@@ -146,9 +146,7 @@ class Pipeline:
             answered = self.answered_at or 0.0
             stale = asyncio.get_running_loop().time() - answered > spec.max_staleness
         # 0 when unset too: a gauge left at 1 would keep the alert firing after the edit.
-        metrics.child(metrics.DISCOVERY_STALE, self.owner.namespace, self.owner.name).set(
-            int(bool(stale))
-        )
+        metrics.DISCOVERY_STALE.set(self.owner.namespace, self.owner.name, int(bool(stale)))
         check = spec.health_check
         return dataclasses.replace(
             result,

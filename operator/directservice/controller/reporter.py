@@ -57,9 +57,7 @@ class Reporter:
         """Patch status if it differs, then post the Events of its transitions. A failed
         patch is retried with the next poll's result; a failed Event is dropped."""
         conflicts = self.conflicts()
-        metrics.child(metrics.CONFLICTING_OBJECTS, self.owner.namespace, self.owner.name).set(
-            len(conflicts)
-        )
+        metrics.CONFLICTING_OBJECTS.set(self.owner.namespace, self.owner.name, len(conflicts))
         shard = self.shard()
         if conflicts != result.conflicts or shard != result.shard:  # replace() costs, per poll
             result = dataclasses.replace(result, conflicts=conflicts, shard=shard)

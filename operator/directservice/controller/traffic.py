@@ -74,9 +74,9 @@ class TrafficState:
         )
         self._schedule_drain_end()
         labels = (self.owner.namespace, self.owner.name)
-        metrics.child(metrics.UNHEALTHY_ENDPOINTS, *labels).set(len(failing))
-        metrics.child(metrics.HEALTH_PANIC, *labels).set(1 if self.panic else 0)
-        metrics.child(metrics.DRAINING_ENDPOINTS, *labels).set(len(self.drains))
+        metrics.UNHEALTHY_ENDPOINTS.set(*labels, len(failing))
+        metrics.HEALTH_PANIC.set(*labels, 1 if self.panic else 0)
+        metrics.DRAINING_ENDPOINTS.set(*labels, len(self.drains))
         return Outcome(composition, self.panic)
 
     def _health(

@@ -28,7 +28,7 @@ def family_of(ip: str) -> AddressFamily:
     return AddressFamily.IPV4 if ipaddress.ip_address(ip).version == 4 else AddressFamily.IPV6
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)  # thousands live: no __dict__ each
 class Instance:
     """One model instance as a discovery API reports it, after parsing.
 
@@ -107,7 +107,7 @@ class SliceKey:
     app_protocol: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per published endpoint
 class EndpointState:
     """One published endpoint inside a slice (its address is the key in the slice).
 

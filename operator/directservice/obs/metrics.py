@@ -7,6 +7,7 @@ alert needs no clock arithmetic and a stalled poll loop shows up even though not
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import TypeVar
@@ -29,24 +30,6 @@ DISCOVERY_LATENCY = Histogram(
     "Time a discovery call took, failures included.",
     ["provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
-READY_ENDPOINTS = Gauge(
-    "directservice_ready_endpoints",
-    "Ready endpoints published for a DirectService.",
-    ["namespace", "name"],
-    registry=REGISTRY,
-)
-TOTAL_ENDPOINTS = Gauge(
-    "directservice_total_endpoints",
-    "All endpoints (ready or not) published for a DirectService.",
-    ["namespace", "name"],
-    registry=REGISTRY,
-)
-DROPPED_ENTRIES = Gauge(
-    "directservice_dropped_entries",
-    "Entries of the last accepted answer that were refused (invalid or disallowed address).",
-    ["namespace", "name"],
     registry=REGISTRY,
 )
 BUDGET_WAIT = Counter(
@@ -87,47 +70,86 @@ INTERNAL_ERRORS = Counter(
     registry=REGISTRY,
 )
 
-DISCOVERY_STALE = Gauge(
+
+class _PerService(Collector):
+    """The gauges of each DirectService: one row of floats per DirectService, turned into
+    series at scrape time. A labelled child of prometheus_client costs about a KiB (an
+    object with its own lock and value), and there were 8 per DirectService; a row costs a
+    list. NaN is a series never set, and is not exported."""
+
+    def __init__(self) -> None:
+        self.series: list[tuple[str, str]] = []  # (name, help), by column
+        self.rows: dict[tuple[str, str], list[float]] = {}
+
+    def column(self, name: str, documentation: str) -> int:
+        self.series.append((name, documentation))
+        return len(self.series) - 1
+
+    def set(self, column: int, namespace: str, name: str, value: float) -> None:
+        row = self.rows.get((namespace, name))
+        if row is None:
+            row = self.rows[(namespace, name)] = [math.nan] * len(self.series)
+        row[column] = float(value)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = [
+            GaugeMetricFamily(name, documentation, labels=["namespace", "name"])
+            for name, documentation in self.series
+        ]
+        for (namespace, name), row in list(self.rows.items()):
+            for family, value in zip(families, row, strict=True):
+                if not math.isnan(value):
+                    family.add_metric([namespace, name], value)
+        yield from families
+
+
+PER_SERVICE = _PerService()
+
+
+class ServiceGauge:
+    """One gauge of every DirectService, labelled namespace and name."""
+
+    __slots__ = ("_column",)
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self._column = PER_SERVICE.column(name, documentation)
+
+    def set(self, namespace: str, name: str, value: float) -> None:
+        PER_SERVICE.set(self._column, namespace, name, value)
+
+
+READY_ENDPOINTS = ServiceGauge(
+    "directservice_ready_endpoints", "Ready endpoints published for a DirectService."
+)
+TOTAL_ENDPOINTS = ServiceGauge(
+    "directservice_total_endpoints",
+    "All endpoints (ready or not) published for a DirectService.",
+)
+DROPPED_ENTRIES = ServiceGauge(
+    "directservice_dropped_entries",
+    "Entries of the last accepted answer that were refused (invalid or disallowed address).",
+)
+DISCOVERY_STALE = ServiceGauge(
     "directservice_discovery_stale",
     "1 while discovery has failed for longer than spec.maxStaleness (condition Stale), else 0.",
-    ["namespace", "name"],
-    registry=REGISTRY,
 )
-UNHEALTHY_ENDPOINTS = Gauge(
+UNHEALTHY_ENDPOINTS = ServiceGauge(
     "directservice_unhealthy_endpoints",
     "Instances failing their active health checks (published not ready unless in panic).",
-    ["namespace", "name"],
-    registry=REGISTRY,
 )
-HEALTH_PANIC = Gauge(
+HEALTH_PANIC = ServiceGauge(
     "directservice_health_panic",
     "1 while too many instances fail their checks and all are kept published (HealthPanic).",
-    ["namespace", "name"],
-    registry=REGISTRY,
 )
-DRAINING_ENDPOINTS = Gauge(
+DRAINING_ENDPOINTS = ServiceGauge(
     "directservice_draining_endpoints",
     "Instances that left discovery and are published as terminating for spec.drainSeconds.",
-    ["namespace", "name"],
-    registry=REGISTRY,
 )
-CONFLICTING_OBJECTS = Gauge(
+CONFLICTING_OBJECTS = ServiceGauge(
     "directservice_conflicting_objects",
     "Services and EndpointSlices of a DirectService's name it does not own (status.conflicts).",
-    ["namespace", "name"],
-    registry=REGISTRY,
 )
-PER_SERVICE = (
-    READY_ENDPOINTS,
-    TOTAL_ENDPOINTS,
-    DROPPED_ENTRIES,
-    INTERNAL_ERRORS,
-    DISCOVERY_STALE,
-    UNHEALTHY_ENDPOINTS,
-    HEALTH_PANIC,
-    DRAINING_ENDPOINTS,
-    CONFLICTING_OBJECTS,
-)
+REGISTRY.register(PER_SERVICE)
 
 
 Metric = TypeVar("Metric", bound=MetricWrapperBase)
@@ -175,19 +197,19 @@ def track(namespace: str, name: str) -> None:
 
 def record_success(namespace: str, name: str, ready: int, total: int, dropped: int) -> None:
     FRESHNESS.last_success[(namespace, name)] = time.time()
-    child(READY_ENDPOINTS, namespace, name).set(ready)
-    child(TOTAL_ENDPOINTS, namespace, name).set(total)
-    child(DROPPED_ENTRIES, namespace, name).set(dropped)
+    READY_ENDPOINTS.set(namespace, name, ready)
+    TOTAL_ENDPOINTS.set(namespace, name, total)
+    DROPPED_ENTRIES.set(namespace, name, dropped)
 
 
 def forget(namespace: str, name: str) -> None:
     """A DirectService was deleted: its series go with it (and only then, so a poll loop
     that is restarting never hides a stale service from the freshness alert)."""
     FRESHNESS.last_success.pop((namespace, name), None)
-    for series in PER_SERVICE:
-        _CHILDREN.pop((series, (namespace, name)), None)
-        with contextlib.suppress(KeyError):
-            series.remove(namespace, name)
+    PER_SERVICE.rows.pop((namespace, name), None)
+    _CHILDREN.pop((INTERNAL_ERRORS, (namespace, name)), None)
+    with contextlib.suppress(KeyError):
+        INTERNAL_ERRORS.remove(namespace, name)
 
 
 def serve(address: str) -> None:
