@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 from kopf._cogs.aiokits import aiotoggles
+from kopf._core.reactor import processing
 
-from directservice.controller.kopfpatch import notify_on_change_only
+from directservice.controller.kopfpatch import drop_managed_fields, notify_on_change_only
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +63,26 @@ def test_adding_an_off_toggle_to_an_empty_set_turns_it_off_and_says_so() -> None
         return barrier.is_on()
 
     assert asyncio.run(scenario())
+
+
+def test_events_reach_kopf_without_managed_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, object]] = []
+
+    async def kopfs(*args: object, raw_event: dict[str, object], **kwargs: object) -> str:
+        seen.append(raw_event)
+        return "processed"
+
+    monkeypatch.setattr(processing, "process_resource_event", kopfs)
+    drop_managed_fields()
+    drop_managed_fields()  # once, however often asked
+    patched = processing.process_resource_event
+    body = {
+        "metadata": {"name": "a", "managedFields": [{"manager": "kubectl"}], "uid": "u"},
+        "spec": {"x": 1},
+    }
+    answer = asyncio.run(patched(raw_event={"type": "ADDED", "object": body}, memories=None))
+    assert answer == "processed"
+    assert seen[0]["object"] == {"metadata": {"name": "a", "uid": "u"}, "spec": {"x": 1}}
+    # An event without metadata, or with no object, passes as it is.
+    asyncio.run(patched(raw_event={"type": "ERROR", "object": None}))
+    assert seen[1] == {"type": "ERROR", "object": None}
