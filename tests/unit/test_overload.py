@@ -80,6 +80,30 @@ def test_a_window_in_between_holds_the_verdict_and_breaks_both_runs() -> None:
     assert windows(runs, overloaded)[-1] is True
 
 
+def test_windows_of_a_start_up_hold_the_verdict_and_break_both_runs() -> None:
+    """Late polls while first passes are pending (a sync) never turn it, however long the
+    sync; the late windows after it count from the sync's end."""
+    state, now = NO_VERDICT, 0.0
+
+    def window(lateness: float, starting: bool) -> None:
+        nonlocal state, now
+        for i in range(20):
+            state = record_poll(state, now + i * WINDOW / 20, lateness, INTERVAL, starting)
+        now += WINDOW
+
+    for _ in range(3 * LATE_WINDOWS):  # a sync three times as long as a late run
+        window(LATE, starting=True)
+    for _ in range(LATE_WINDOWS - 1):  # then late, but one window short of a run
+        window(LATE, starting=False)
+    window(ON_TIME, starting=False)  # closes the last late window
+    assert state.overloaded is None and state.late_windows == LATE_WINDOWS - 1
+    state = Load(True, now)  # overloaded: a start-up window breaks the run back, too
+    for starting in [False] * (ON_TIME_WINDOWS - 1) + [True] + [False] * (ON_TIME_WINDOWS - 1):
+        window(ON_TIME, starting)
+    window(ON_TIME, False)
+    assert state.overloaded is True
+
+
 def test_a_time_without_polls_is_no_window() -> None:
     state = NO_VERDICT
     times = [k * k * WINDOW for k in range(LATE_WINDOWS + 1)]  # one late poll each, far apart

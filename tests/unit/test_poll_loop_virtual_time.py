@@ -12,6 +12,8 @@ view; the provider is `static`, made to fail on every other poll.
 - A loop that runs every timer 3 s late: condition Overloaded turns True after six late
   windows of polls and back after six on time, one status write and one Event each, and
   nothing published changes.
+- The same lag while another DirectService's first pass is still pending (a sync): no
+  verdict, however long; once that pass is done, six late windows turn it.
 - A stored spec the operator cannot parse: reported InvalidSpec once, then re-checked at the
   INVALID_SPEC_RETRY pace, never faster (no crash loop, no write after the first).
 """
@@ -272,6 +274,53 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
     assert cluster.writes["patch status"] == 3  # the first poll, and once each way
     assert cluster.writes["create slice"] == 1 and cluster.writes["replace slice"] == 0
     assert seen == [1.0, 0.0]
+
+
+class GatedCluster(FakeCluster):
+    """A cluster whose first Service create waits for `opened`: a first pass in a sync."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = asyncio.Event()
+
+    async def create_service(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        await self.opened.wait()
+        return await super().create_service(body)
+
+
+def test_no_verdict_while_a_first_pass_is_pending() -> None:
+    load, http = looplag.LoopLoad(), HttpClient()
+    synced, syncing = FakeCluster(), GatedCluster()
+    polling = Reconciler(OWNER, Shared(synced, http, synced, load=load))
+    waiting = Reconciler(Owner("ns", "new", "uid-2"), Shared(syncing, http, syncing, load=load))
+    spec = {"provider": {"static": {"instances": INSTANCES}}, "pollInterval": "5s",
+            "port": {"name": "http"}}  # fmt: skip
+    verdicts: list[bool | None] = []
+
+    async def main(virtual: VirtualTimeLoop) -> None:
+        loops = [asyncio.ensure_future(r.run(lambda: body(spec), Never()))
+                 for r in (polling, waiting)]  # fmt: skip
+        await asyncio.sleep(20)
+        virtual.lag = 3.0  # over the 1 s bound of a 5 s interval
+        await asyncio.sleep(300)  # five late runs' worth, while the other's first pass waits
+        verdicts.append(load.overloaded)
+        assert load.first_passes == 1
+        syncing.opened.set()
+        await asyncio.sleep(120)
+        verdicts.append(load.overloaded)
+        assert load.first_passes == 0
+        for rec in (polling, waiting):
+            await rec.close()
+        await asyncio.gather(*loops)
+        await http.close()
+
+    virtual = VirtualTimeLoop()
+    try:
+        virtual.run_until_complete(main(virtual))
+    finally:
+        virtual.close()
+    assert verdicts == [None, True]
+    assert [str(e.reason) for e in synced.events].count("Overloaded") == 1
 
 
 def test_a_fleet_reports_the_verdict_at_the_pace_of_one_shared_allowance(

@@ -65,6 +65,7 @@ class LoopLoad:
     def __init__(self) -> None:
         self.state: Load = NO_VERDICT
         self._reports = Allowance.full(REPORT_BURST, REPORT_REFILL)
+        self.first_passes = 0  # poll loops whose first pass is still to come (a sync)
 
     @property
     def overloaded(self) -> bool | None:
@@ -82,7 +83,7 @@ class LoopLoad:
         metrics.POLL_LATENESS.observe(lateness)
         was = self.state.overloaded
         now = asyncio.get_running_loop().time()
-        self.state = record_poll(self.state, now, lateness, interval)
+        self.state = record_poll(self.state, now, lateness, interval, self.first_passes > 0)
         if self.state.overloaded == was:
             return
         metrics.OVERLOAD_VERDICT.set(1 if self.state.overloaded else 0)

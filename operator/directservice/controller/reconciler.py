@@ -97,6 +97,7 @@ class Reconciler:
     _get_body: Callable[[], Body] | None = None
     _refresh_pending: bool = False
     _report_timer: asyncio.TimerHandle | None = None  # a status that waits for its turn
+    _awaiting_first_pass: bool = False  # counted in shared.load.first_passes
     shard: int = 0  # of the shard key of the spec parsed last (the owner's key before)
 
     def __post_init__(self) -> None:
@@ -131,13 +132,16 @@ class Reconciler:
         # One task for the daemon's life, so that a sleep needs none to notice the stop.
         stop_watch = asyncio.ensure_future(stopped.wait())
         stop_watch.add_done_callback(lambda _: self.wake.set())
+        self._first_pass_pending(True)
         try:
             # Spread the fleet's polls; capped so a long interval cannot delay the first sync.
             start = self.rng.uniform(0, min(self._interval_of(get_body()), MAX_START_JITTER))
             await self._sleep(start)
             while not stopped and not self.closed:
                 if not self.may_write():
+                    self._first_pass_pending(False)  # a standby makes none
                     await self._stand_by(stopped)
+                    self._first_pass_pending(self.may_write())  # a shard taken over
                     continue
                 async with self._busy:
                     if self.closed:
@@ -152,6 +156,7 @@ class Reconciler:
                             if self.closed and self._in_flight.cancelled():
                                 break  # close() gave up waiting for this poll
                             raise
+                self._first_pass_pending(False)
                 behind = 0.0  # how far past its due time the next poll already is
                 if self.failures == 0:  # on pace, the interval runs from start to start;
                     # a backoff runs from the failure's end
@@ -161,6 +166,7 @@ class Reconciler:
                 if late is not None:
                     self.shared.load.poll_started(late + behind, self._pace())
         finally:
+            self._first_pass_pending(False)
             stop_watch.cancel()
             # Metric series stay: they live as long as the DirectService (handlers.forget).
             if self._report_timer is not None:
@@ -170,6 +176,12 @@ class Reconciler:
             if self._provider is not None:
                 self._provider.close()  # gives the budget seat back
                 self._provider = None
+
+    def _first_pass_pending(self, pending: bool) -> None:
+        """Counted in the process's load: polls made meanwhile judge no overload."""
+        if pending != self._awaiting_first_pass:
+            self._awaiting_first_pass = pending
+            self.shared.load.first_passes += 1 if pending else -1
 
     def may_write(self) -> bool:
         """Does this replica serve the DirectService now? Asked before every write."""
