@@ -4,8 +4,8 @@ kopf's own session has no limit (aiohttp `limit=0`). At start-up every DirectSer
 worker PATCHes at once, so 1,000 DirectServices opened about a thousand TLS connections to
 the API server. Each held OpenSSL's buffers in the C heap; when aiohttp's keep-alive closed
 them, glibc kept the freed pages, and the process stayed about 40 MiB larger for good
-(docs/benchmarks.md, "Peak RSS at 1,000 services"). With a bound, a request past it waits
-for a connection to come free, which costs less than a new handshake.
+(docs/benchmarks.md, "Peak RSS at 1,000 services: where it went"). With a bound, a request
+past it waits for a connection to come free, which costs less than a new handshake.
 
 A watch stream holds its connection for as long as it runs, so the pool has a place for
 each stream on top of API_CONNECTIONS: the watches can never take every place.

@@ -16,7 +16,7 @@ After each pass, glibc is asked to hand back the free pages inside its heap
 (`malloc_trim`). free() returns memory to the system only from the top of the heap, and a
 start-up sync leaves tens of MiB free below live objects (answers, request bodies, TLS
 buffers): without the trim the process keeps them for good (docs/benchmarks.md, "Peak RSS
-at 1,000 services"). A C library without malloc_trim (musl) is left as it is.
+at 1,000 services: where it went"). A C library without malloc_trim (musl) is left as it is.
 """
 
 from __future__ import annotations
