@@ -24,7 +24,7 @@ import asyncio
 import itertools
 import selectors
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,24 @@ def run_for(seconds: float, rec: Reconciler, source: dict[str, Any]) -> float:
     return virtual.now
 
 
+def run_virtual(main: Callable[[VirtualTimeLoop], Awaitable[None]]) -> None:
+    """Run `main` on a fresh virtual-time loop, which it may lag."""
+    virtual = VirtualTimeLoop()
+    try:
+        virtual.run_until_complete(main(virtual))
+    finally:
+        virtual.close()
+
+
+async def close_all(
+    recs: list[Reconciler], loops: list[asyncio.Future[None]], http: HttpClient
+) -> None:
+    for rec in recs:
+        await rec.close()
+    await asyncio.gather(*loops)
+    await http.close()
+
+
 def reconciler(cluster: FakeCluster) -> Reconciler:
     return Reconciler(OWNER, Shared(writer=cluster, http=HttpClient(), view=cluster))
 
@@ -263,11 +281,7 @@ def test_a_lagging_loop_turns_overloaded_once_and_back_once() -> None:
         await loop
         await rec.shared.http.close()
 
-    virtual = VirtualTimeLoop()
-    try:
-        virtual.run_until_complete(main(virtual))
-    finally:
-        virtual.close()
+    run_virtual(main)
 
     reasons = [str(e.reason) for e in cluster.events]
     assert reasons == ["DiscoverySucceeded", "EndpointsPublished", "Overloaded", "PollsOnTime"]
@@ -309,16 +323,9 @@ def test_no_verdict_while_a_first_pass_is_pending() -> None:
         await asyncio.sleep(120)
         verdicts.append(load.overloaded)
         assert load.first_passes == 0
-        for rec in (polling, waiting):
-            await rec.close()
-        await asyncio.gather(*loops)
-        await http.close()
+        await close_all([polling, waiting], loops, http)
 
-    virtual = VirtualTimeLoop()
-    try:
-        virtual.run_until_complete(main(virtual))
-    finally:
-        virtual.close()
+    run_virtual(main)
     assert verdicts == [None, True]
     assert [str(e.reason) for e in synced.events].count("Overloaded") == 1
 
@@ -356,16 +363,9 @@ def test_a_fleet_reports_the_verdict_at_the_pace_of_one_shared_allowance(
         await asyncio.sleep(20)
         virtual.lag = 3.0
         await asyncio.sleep(400)
-        for rec, _ in fleet:
-            await rec.close()
-        await asyncio.gather(*loops)
-        await http.close()
+        await close_all([rec for rec, _ in fleet], loops, http)
 
-    virtual = VirtualTimeLoop()
-    try:
-        virtual.run_until_complete(main(virtual))
-    finally:
-        virtual.close()
+    run_virtual(main)
 
     for _, cluster in fleet:
         assert [str(e.reason) for e in cluster.events].count("Overloaded") == 1
