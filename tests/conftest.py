@@ -18,6 +18,7 @@ from devenv.controlplane import ControlPlane
 from devenv.coredns import CoreDNS
 from devenv.housekeeping import namespaced_collections, purge_namespace
 from devenv.tools import Tools, resolve
+from directservice.publish.apiclient import ApiEndpoint
 
 TIERS = ("unit", "integration", "e2e")
 # The network lab (network namespaces as instance hosts) for tests that send real traffic.
@@ -60,6 +61,12 @@ def api_client(control_plane: ControlPlane) -> Iterator[ApiClient]:
     """A kubernetes.client.ApiClient acting as cluster admin."""
     with control_plane.api_client() as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def api_endpoint(control_plane: ControlPlane) -> ApiEndpoint:
+    """Where and as whom KubeWriter calls the control plane: cluster admin."""
+    return control_plane.api_endpoint()
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from devenv.housekeeping import apply_crds
 from devenv.paths import REPO_ROOT
 from devenv.procs import Lifecycle, ManagedProcess, free_port, wait_until
 from devenv.tools import Tools, resolve
+from directservice.publish.apiclient import ApiEndpoint
 
 CONTEXT = "directservice-local"
 DEFAULT_CRD_DIR = REPO_ROOT / "manifests" / "crds"
@@ -277,6 +278,14 @@ class ControlPlane(Lifecycle):
         config.api_key_prefix = {"authorization": "Bearer"}
         config.ssl_ca_cert = str(self.ca_file)
         return config
+
+    def api_endpoint(self) -> ApiEndpoint:
+        """Where and as whom the operator's writer calls this cluster: cluster admin."""
+        return ApiEndpoint(
+            server=self.server,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            ssl_context=self._ssl,
+        )
 
     def api_client(self) -> ApiClient:
         """A kubernetes.client.ApiClient acting as cluster admin (close it when done)."""

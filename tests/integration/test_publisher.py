@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
@@ -21,6 +20,7 @@ from directservice.api.spec import DirectServiceSpec
 from directservice.core.endpoints import Traffic, compose
 from directservice.core.model import Instance
 from directservice.discovery import parse_spec
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.publisher import Publisher
 from directservice.publish.render import read_service_shape
 from directservice.publish.writer import KubeWriter, WriteError
@@ -73,10 +73,10 @@ def addresses(cp: ControlPlane, namespace: str) -> dict[str, list[str]]:
     }
 
 
-def publisher(api_client: ApiClient, namespace: str) -> tuple[Publisher, WatchView]:
+def publisher(api_endpoint: ApiEndpoint, namespace: str) -> tuple[Publisher, WatchView]:
     view = WatchView()
     owner = Owner(namespace, NAME, str(uuid.uuid4()))
-    return Publisher(owner, KubeWriter(api_client), view), view
+    return Publisher(owner, KubeWriter(api_endpoint), view), view
 
 
 def publish(pub: Publisher, instances: tuple[Instance, ...] = THREE, max_per: int = 2) -> int:
@@ -91,9 +91,9 @@ def refused(pub: Publisher, instances: tuple[Instance, ...], max_per: int = 2) -
 
 
 def test_first_publish_writes_everything_and_the_overlay_stops_a_second_write(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    pub, _ = publisher(api_client, namespace)
+    pub, _ = publisher(api_endpoint, namespace)
 
     assert publish(pub) == 3  # the Service and two slices (at most 2 endpoints each)
     assert publish(pub) == 0  # the watch delivered nothing yet: the overlay knows
@@ -106,9 +106,9 @@ def test_first_publish_writes_everything_and_the_overlay_stops_a_second_write(
 
 
 def test_a_service_deleted_by_hand_is_recreated_after_the_deleted_event(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    pub, _ = publisher(api_client, namespace)
+    pub, _ = publisher(api_endpoint, namespace)
     assert publish(pub) == 3
     control_plane.request("DELETE", service_path(namespace))
     pub.forget_service()  # what the watch's DELETED event does
@@ -120,9 +120,9 @@ def test_a_service_deleted_by_hand_is_recreated_after_the_deleted_event(
 
 
 def test_a_slice_deleted_by_hand_is_recreated_after_the_deleted_event(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    pub, _ = publisher(api_client, namespace)
+    pub, _ = publisher(api_endpoint, namespace)
     assert publish(pub) == 3
     control_plane.request("DELETE", slice_path(namespace, "web-v4-1"))
     pub.forget_slice("web-v4-1")
@@ -134,11 +134,11 @@ def test_a_slice_deleted_by_hand_is_recreated_after_the_deleted_event(
 
 @pytest.mark.parametrize("view_catches_up", [False, True], ids=["view-stale", "view-updated"])
 def test_replacing_a_slice_deleted_under_a_stale_view_is_not_found_then_recreated(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str, view_catches_up: bool
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str, view_catches_up: bool
 ) -> None:
     one = (Instance("10.0.0.1", 8080),)
     changed = (Instance("10.0.0.1", 8080, ready=False),)
-    pub, view = publisher(api_client, namespace)
+    pub, view = publisher(api_endpoint, namespace)
     assert publish(pub, one) == 2
     view.deliver(control_plane, namespace, NAME)  # the view shows web-v4-0 at its resourceVersion
     control_plane.request("DELETE", slice_path(namespace, "web-v4-0"))
@@ -156,7 +156,7 @@ def test_replacing_a_slice_deleted_under_a_stale_view_is_not_found_then_recreate
 
 
 def test_a_foreign_service_of_the_same_name_is_a_conflict_and_left_alone(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
     foreign = {
         "apiVersion": "v1",
@@ -166,7 +166,7 @@ def test_a_foreign_service_of_the_same_name_is_a_conflict_and_left_alone(
     }
     control_plane.request("POST", f"/api/v1/namespaces/{namespace}/services", foreign)
     before = api_service(control_plane, namespace)
-    pub, view = publisher(api_client, namespace)
+    pub, view = publisher(api_endpoint, namespace)
     view.deliver(control_plane, namespace, NAME)  # the label-selected watch never shows it
     assert view.service_shape is None
 
@@ -180,9 +180,9 @@ def test_a_foreign_service_of_the_same_name_is_a_conflict_and_left_alone(
 
 
 def test_a_stale_resource_version_is_a_conflict_until_the_view_catches_up(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    pub, view = publisher(api_client, namespace)
+    pub, view = publisher(api_endpoint, namespace)
     assert publish(pub) == 3
     view.deliver(control_plane, namespace, NAME)
     theirs = control_plane.request("GET", slice_path(namespace, "web-v4-1"))
@@ -210,9 +210,9 @@ def test_a_stale_resource_version_is_a_conflict_until_the_view_catches_up(
     ],
 )
 def test_patching_a_service_deleted_under_a_stale_view_is_not_found_then_recreated(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str, view_catches_up: bool
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str, view_catches_up: bool
 ) -> None:
-    pub, view = publisher(api_client, namespace)
+    pub, view = publisher(api_endpoint, namespace)
     assert publish(pub) == 3
     view.deliver(control_plane, namespace, NAME)  # the view shows our Service
     control_plane.request("DELETE", service_path(namespace))
@@ -231,20 +231,20 @@ def test_patching_a_service_deleted_under_a_stale_view_is_not_found_then_recreat
 
 @pytest.mark.parametrize("slices_seen", [False, True], ids=["view-empty", "view-has-slices"])
 def test_a_takeover_behind_the_api_server_withdraws_nothing_then_writes_nothing(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str, slices_seen: bool
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str, slices_seen: bool
 ) -> None:
     """The replica that held the shard published; the one that takes it over, on a busy
     loop, has not seen the Service yet (the watches of Services and slices lag apart). Its
     create is refused as AlreadyExists: that is ours, not a conflict, and nothing of it is
     withdrawn or renamed. Once the watch has caught up, the takeover writes nothing."""
-    before_holder, _ = publisher(api_client, namespace)
+    before_holder, _ = publisher(api_endpoint, namespace)
     assert publish(before_holder) == 3
     published = addresses(control_plane, namespace)
     view = WatchView()
     if slices_seen:
         view.deliver(control_plane, namespace, NAME)
         view.service_shape = None  # the Service watch is behind the slice watch
-    taker = Publisher(before_holder.owner, KubeWriter(api_client), view)
+    taker = Publisher(before_holder.owner, KubeWriter(api_endpoint), view)
 
     err = refused(taker, THREE)
 
@@ -257,15 +257,15 @@ def test_a_takeover_behind_the_api_server_withdraws_nothing_then_writes_nothing(
 
 
 def test_a_slice_of_ours_the_view_has_not_shown_is_not_renamed(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    before_holder, _ = publisher(api_client, namespace)
+    before_holder, _ = publisher(api_endpoint, namespace)
     assert publish(before_holder) == 3
     published = addresses(control_plane, namespace)
     view = WatchView()
     view.deliver(control_plane, namespace, NAME)
     view.slice_list = []  # the slice watch is behind the Service watch
-    taker = Publisher(before_holder.owner, KubeWriter(api_client), view)
+    taker = Publisher(before_holder.owner, KubeWriter(api_endpoint), view)
 
     err = refused(taker, THREE)
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
@@ -27,6 +26,7 @@ from directservice.core.model import Discovery
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.static import StaticProvider
 from directservice.obs import metrics
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.publisher import Publisher
 from directservice.publish.writer import KubeWriter
 from support import WatchView
@@ -35,9 +35,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def api_client(own_cluster: ControlPlane) -> Iterator[ApiClient]:
-    with own_cluster.api_client() as client:
-        yield client
+def api_endpoint(own_cluster: ControlPlane) -> ApiEndpoint:
+    return own_cluster.api_endpoint()
 
 
 @pytest.fixture
@@ -106,10 +105,10 @@ def events(cp: ControlPlane, namespace: str, reason: str, kind: str) -> list[dic
     ]
 
 
-def reconciler(api_client: ApiClient, body: dict[str, Any]) -> tuple[Reconciler, WatchView]:
+def reconciler(api_endpoint: ApiEndpoint, body: dict[str, Any]) -> tuple[Reconciler, WatchView]:
     meta = body["metadata"]
     view = WatchView()
-    shared = Shared(writer=KubeWriter(api_client), http=HttpClient(), view=view)
+    shared = Shared(writer=KubeWriter(api_endpoint), http=HttpClient(), view=view)
     return Reconciler(Owner(meta["namespace"], meta["name"], meta["uid"]), shared=shared), view
 
 
@@ -158,14 +157,14 @@ WRONG_TYPES = [
 
 @pytest.mark.parametrize(("mutate", "field"), WRONG_TYPES, ids=[f for _, f in WRONG_TYPES])
 def test_a_spec_with_wrong_types_is_invalid_spec_naming_the_field_until_fixed(
-    api_client: ApiClient,
+    api_endpoint: ApiEndpoint,
     own_cluster: ControlPlane,
     namespace: str,
     mutate: Callable[[dict[str, Any]], None],
     field: str,
 ) -> None:
     body = create_dsvc(own_cluster, namespace)
-    rec, _ = reconciler(api_client, body)
+    rec, _ = reconciler(api_endpoint, body)
 
     delay = poll(rec, with_spec(body, mutate))
 
@@ -195,14 +194,14 @@ FAULTS = {
 
 @pytest.mark.parametrize("where", sorted(FAULTS))
 def test_an_unexpected_exception_is_internal_error_and_publishes_nothing(
-    api_client: ApiClient,
+    api_endpoint: ApiEndpoint,
     own_cluster: ControlPlane,
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
     where: str,
 ) -> None:
     body = create_dsvc(own_cluster, namespace)
-    rec, view = reconciler(api_client, body)
+    rec, view = reconciler(api_endpoint, body)
     poll(rec, body)
     view.deliver(own_cluster, namespace, NAME)
     assert published_ips(own_cluster, namespace) == {"10.20.0.11", "10.20.0.12"}

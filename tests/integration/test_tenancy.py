@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
@@ -23,6 +21,7 @@ from directservice.core.endpoints import Traffic, compose
 from directservice.core.model import Instance
 from directservice.discovery import parse_spec
 from directservice.obs import metrics
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.publisher import Publisher, TenancyView
 from directservice.publish.writer import KubeWriter, WriteError
 from tenancy import (
@@ -53,9 +52,8 @@ SPEC = parse_spec(
 
 
 @pytest.fixture(scope="module")
-def api_client(own_cluster: ControlPlane) -> Iterator[ApiClient]:
-    with own_cluster.api_client() as client:
-        yield client
+def api_endpoint(own_cluster: ControlPlane) -> ApiEndpoint:
+    return own_cluster.api_endpoint()
 
 
 @pytest.fixture
@@ -65,9 +63,9 @@ def namespace(own_cluster: ControlPlane) -> str:
     return name
 
 
-def publisher(api_client: ApiClient, namespace: str, uid: str | None = None) -> Publisher:
+def publisher(api_endpoint: ApiEndpoint, namespace: str, uid: str | None = None) -> Publisher:
     owner = Owner(namespace, NAME, uid or str(uuid.uuid4()))
-    pub = Publisher(owner, KubeWriter(api_client), TenantView())
+    pub = Publisher(owner, KubeWriter(api_endpoint), TenantView())
     assert isinstance(pub.view, TenancyView)
     return pub
 
@@ -96,10 +94,10 @@ def writes(kind: str, verb: str) -> float:
 
 
 def test_a_service_of_another_directservice_is_never_written_and_names_its_owner(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     theirs = make_service(own_cluster, namespace, NAME, OUR_SERVICE_LABELS, ref("other", "x"))
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     deliver(pub, own_cluster)
     before = {verb: writes("Service", verb) for verb in ("create", "patch")}
 
@@ -114,11 +112,11 @@ def test_a_service_of_another_directservice_is_never_written_and_names_its_owner
 
 
 def test_our_slices_are_withdrawn_when_a_service_not_ours_takes_the_name(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     """Left in place they would feed that Service: kube-proxy and DNS take every slice
     labelled with its name."""
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     assert publish(pub) == 3
     deliver(pub, own_cluster)
     own_cluster.request("DELETE", f"{SERVICES.format(ns=namespace)}/{NAME}")
@@ -141,12 +139,12 @@ def test_our_slices_are_withdrawn_when_a_service_not_ours_takes_the_name(
 
 
 def test_leftovers_of_a_deleted_directservice_of_the_same_name_are_adopted(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     """A cluster without a garbage collector keeps what the old UID owned."""
-    old = publisher(api_client, namespace, uid="uid-before")
+    old = publisher(api_endpoint, namespace, uid="uid-before")
     assert publish(old) == 3
-    new = publisher(api_client, namespace, uid="uid-after")
+    new = publisher(api_endpoint, namespace, uid="uid-after")
     deliver(new, own_cluster)
 
     assert publish(new) == 3  # the Service patched, both slices rewritten: nothing created
@@ -165,10 +163,10 @@ def test_leftovers_of_a_deleted_directservice_of_the_same_name_are_adopted(
 
 
 def test_a_slice_under_our_name_is_left_alone_its_name_skipped_and_reported(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     theirs = make_slice(own_cluster, namespace, "web-v4-0", {SERVICE_NAME: NAME})
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     deliver(pub, own_cluster)
 
     assert publish(pub) == 3
@@ -186,12 +184,12 @@ def test_a_slice_under_our_name_is_left_alone_its_name_skipped_and_reported(
 
 
 def test_a_name_collision_the_view_cannot_see_is_a_conflict_then_another_name(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     """A slice named like ours but for another Service is outside every watch: the create
     is refused with 409 AlreadyExists."""
     theirs = make_slice(own_cluster, namespace, "web-v4-0", {SERVICE_NAME: "api"})
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     deliver(pub, own_cluster)
     assert pub.conflicts() == ()
 
@@ -207,13 +205,13 @@ def test_a_name_collision_the_view_cannot_see_is_a_conflict_then_another_name(
 
 
 def test_a_slice_with_our_labels_and_another_owner_survives_our_deletion(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     """A delete by label would take it; the operator deletes its own slices one by one."""
     lookalike = make_slice(
         own_cluster, namespace, "web-v4-7", our_slice_labels(NAME), ref("other", "uid-other")
     )
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     deliver(pub, own_cluster)
     assert publish(pub) == 3
     assert f"owned by DirectService {namespace}/other" in pub.conflicts()[0]
@@ -226,13 +224,13 @@ def test_a_slice_with_our_labels_and_another_owner_survives_our_deletion(
 
 
 def test_the_slice_watch_sees_other_managers_but_not_the_builtin_controller(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     mirrored = {SERVICE_NAME: NAME, SLICE_MANAGER: "endpointslicemirroring-controller.k8s.io"}
     builtin = {SERVICE_NAME: NAME, SLICE_MANAGER: "endpointslice-controller.k8s.io"}
     make_slice(own_cluster, namespace, "web-mirrored", mirrored)
     make_slice(own_cluster, namespace, "web-builtin", builtin)
-    pub = publisher(api_client, namespace)
+    pub = publisher(api_endpoint, namespace)
     deliver(pub, own_cluster)
 
     assert [f.name for f in pub.foreign()] == ["web-mirrored"]

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from directservice.api.names import Owner
@@ -21,6 +19,7 @@ from directservice.api.reasons import Reason
 from directservice.controller.reconciler import Reconciler, Shared
 from directservice.discovery.httpclient import HttpClient
 from directservice.obs import metrics
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.writer import KubeWriter
 from tenancy import (
     OUR_SERVICE_LABELS,
@@ -42,9 +41,8 @@ INSTANCES = [{"ip": "10.20.0.11", "port": 9000}, {"ip": "10.20.0.12", "port": 90
 
 
 @pytest.fixture(scope="module")
-def api_client(own_cluster: ControlPlane) -> Iterator[ApiClient]:
-    with own_cluster.api_client() as client:
-        yield client
+def api_endpoint(own_cluster: ControlPlane) -> ApiEndpoint:
+    return own_cluster.api_endpoint()
 
 
 @pytest.fixture
@@ -68,10 +66,10 @@ def create_dsvc(cp: ControlPlane, namespace: str) -> dict[str, Any]:
     return created
 
 
-def reconciler(api_client: ApiClient, body: dict[str, Any]) -> tuple[Reconciler, TenantView]:
+def reconciler(api_endpoint: ApiEndpoint, body: dict[str, Any]) -> tuple[Reconciler, TenantView]:
     meta = body["metadata"]
     view = TenantView()
-    shared = Shared(writer=KubeWriter(api_client), http=HttpClient(), view=view)
+    shared = Shared(writer=KubeWriter(api_endpoint), http=HttpClient(), view=view)
     rec = Reconciler(Owner(meta["namespace"], meta["name"], meta["uid"]), shared=shared)
     rec.reporter.conflicts = rec.publisher.conflicts  # as handlers.poll wires it
     return rec, view
@@ -107,10 +105,10 @@ def gauge(namespace: str) -> float | None:
 
 
 def test_a_slice_under_our_name_is_in_status_an_event_and_the_metric_and_then_gone(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     theirs = make_slice(own_cluster, namespace, "scorer-extra", {SERVICE_NAME: NAME})
-    rec, view = reconciler(api_client, create_dsvc(own_cluster, namespace))
+    rec, view = reconciler(api_endpoint, create_dsvc(own_cluster, namespace))
     said = (
         "EndpointSlice scorer-extra is not managed by directservice.io; CoreDNS serves its "
         f"addresses under scorer.{namespace}.svc too"
@@ -136,10 +134,10 @@ def test_a_slice_under_our_name_is_in_status_an_event_and_the_metric_and_then_go
 
 
 def test_a_service_of_another_directservice_is_conflict_naming_the_owner_and_untouched(
-    api_client: ApiClient, own_cluster: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, own_cluster: ControlPlane, namespace: str
 ) -> None:
     theirs = make_service(own_cluster, namespace, NAME, OUR_SERVICE_LABELS, ref("team-b", "u"))
-    rec, view = reconciler(api_client, create_dsvc(own_cluster, namespace))
+    rec, view = reconciler(api_endpoint, create_dsvc(own_cluster, namespace))
 
     first = poll(rec, view, own_cluster)
     poll(rec, view, own_cluster)

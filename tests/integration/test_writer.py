@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import urllib.error
 import uuid
@@ -16,7 +17,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from devenv.procs import free_port
@@ -32,6 +33,7 @@ from directservice.core.model import (
     SliceKey,
 )
 from directservice.discovery.credentials import read_keys
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.render import build_endpoint_slice, build_service
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, WriteError
@@ -83,9 +85,9 @@ def api_refusal(cp: ControlPlane, path: str, body: Any) -> str:
 
 
 def test_replace_with_a_stale_resource_version_is_a_conflict(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    writer, owner = KubeWriter(api_client), owner_in(namespace)
+    writer, owner = KubeWriter(api_endpoint), owner_in(namespace)
     body = slice_body(owner, "web-v4-0", "10.0.0.1")
     stale = run(writer.create_slice(body))["metadata"]["resourceVersion"]
     theirs = control_plane.request("GET", slice_path(namespace, "web-v4-0"))
@@ -101,9 +103,9 @@ def test_replace_with_a_stale_resource_version_is_a_conflict(
 
 
 def test_replacing_a_gone_slice_is_not_found_and_does_not_recreate_it(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    writer, owner = KubeWriter(api_client), owner_in(namespace)
+    writer, owner = KubeWriter(api_endpoint), owner_in(namespace)
     body = slice_body(owner, "web-v4-0", "10.0.0.1")
     version = run(writer.create_slice(body))["metadata"]["resourceVersion"]
     control_plane.request("DELETE", slice_path(namespace, "web-v4-0"))
@@ -115,9 +117,9 @@ def test_replacing_a_gone_slice_is_not_found_and_does_not_recreate_it(
 
 
 def test_patching_a_gone_service_is_not_found(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    writer, owner = KubeWriter(api_client), owner_in(namespace)
+    writer, owner = KubeWriter(api_endpoint), owner_in(namespace)
     run(writer.create_service(build_service(owner, SHAPE)))
     control_plane.request("DELETE", f"/api/v1/namespaces/{namespace}/services/web")
 
@@ -127,9 +129,9 @@ def test_patching_a_gone_service_is_not_found(
 
 
 def test_deleting_what_is_already_gone_is_done(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    writer, owner = KubeWriter(api_client), owner_in(namespace)
+    writer, owner = KubeWriter(api_endpoint), owner_in(namespace)
     version = run(writer.create_slice(slice_body(owner, "web-v4-0", "10.0.0.1")))["metadata"][
         "resourceVersion"
     ]
@@ -140,9 +142,9 @@ def test_deleting_what_is_already_gone_is_done(
 
 
 def test_delete_owned_removes_the_slices_when_the_service_is_already_gone(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
-    writer, owner, other = KubeWriter(api_client), owner_in(namespace), owner_in(namespace, "db")
+    writer, owner, other = KubeWriter(api_endpoint), owner_in(namespace), owner_in(namespace, "db")
     run(writer.create_slice(slice_body(owner, "web-v4-0", "10.0.0.1")))
     run(writer.create_slice(slice_body(owner, "web-v4-1", "10.0.0.2")))
     run(writer.create_slice(slice_body(other, "db-v4-0", "10.0.0.3")))
@@ -154,12 +156,12 @@ def test_delete_owned_removes_the_slices_when_the_service_is_already_gone(
 
 
 def test_an_invalid_slice_is_refused_with_the_api_servers_message(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
     body = slice_body(owner_in(namespace), "web-v4-0", "not-an-ip")
     expected = api_refusal(control_plane, slice_path(namespace), body)
 
-    err = fails(KubeWriter(api_client).create_slice(body))
+    err = fails(KubeWriter(api_endpoint).create_slice(body))
 
     assert (err.reason, err.status) == (Reason.PUBLISH_INVALID, 422)
     assert "not-an-ip" in expected
@@ -167,13 +169,13 @@ def test_an_invalid_slice_is_refused_with_the_api_servers_message(
 
 
 def test_an_invalid_service_is_refused_with_the_api_servers_message(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
     shape = ServiceShape(port_name="http", port=70000, app_protocol=None, owner_uid=None)
     body = build_service(owner_in(namespace), shape)
     expected = api_refusal(control_plane, f"/api/v1/namespaces/{namespace}/services", body)
 
-    err = fails(KubeWriter(api_client).create_service(body))
+    err = fails(KubeWriter(api_endpoint).create_service(body))
 
     assert (err.reason, err.status) == (Reason.PUBLISH_INVALID, 422)
     assert expected[:400] in err.message
@@ -200,9 +202,8 @@ def attempt(writer: KubeWriter, verb: str, owner: Owner) -> Awaitable[Any]:
 
 @pytest.mark.parametrize("verb", WRITES)
 def test_a_closed_port_is_publish_unavailable(verb: str) -> None:
-    config = Configuration(host=f"http://127.0.0.1:{free_port()}")  # nobody listens there
-    with ApiClient(config) as client:
-        err = fails(attempt(KubeWriter(client), verb, owner_in("default")))
+    nobody = ApiEndpoint(server=f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    err = fails(attempt(KubeWriter(nobody), verb, owner_in("default")))
     assert err.reason == Reason.PUBLISH_UNAVAILABLE, err.message
     assert err.status is None
 
@@ -211,10 +212,9 @@ def test_a_closed_port_is_publish_unavailable(verb: str) -> None:
 def test_an_untrusted_certificate_is_publish_unavailable(
     control_plane: ControlPlane, namespace: str, verb: str
 ) -> None:
-    config = control_plane.configuration()
-    config.ssl_ca_cert = None  # the system's CAs only: they never signed the test API server
-    with ApiClient(config) as client:
-        err = fails(attempt(KubeWriter(client), verb, owner_in(namespace)))
+    # The system's CAs only: they never signed the test API server.
+    untrusted = dataclasses.replace(control_plane.api_endpoint(), ssl_context=None)
+    err = fails(attempt(KubeWriter(untrusted), verb, owner_in(namespace)))
     assert err.reason == Reason.PUBLISH_UNAVAILABLE, err.message
     assert missing(control_plane, slice_path(namespace, "web-v4-0"))  # nothing got through
     assert missing(control_plane, f"/api/v1/namespaces/{namespace}/services/web")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
 
 from directservice.api.names import Owner
 from directservice.controller import reconciler as reconciler_module
@@ -14,6 +13,7 @@ from directservice.core.model import Discovery, InternalError, PublishedSlice, S
 from directservice.discovery.base import discover_scrubbed
 from directservice.discovery.httpclient import HttpClient
 from directservice.discovery.static import StaticProvider
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.writer import KubeWriter
 
 SECRET = "s3cr3t-t0ken-value-0123456789"
@@ -73,7 +73,7 @@ def test_close_cancels_a_poll_that_does_not_finish(monkeypatch: pytest.MonkeyPat
     }
 
     async def scenario() -> None:
-        writer = KubeWriter(ApiClient(Configuration(host="http://127.0.0.1:9")))
+        writer = KubeWriter(ApiEndpoint(server="http://127.0.0.1:9"))
         shared = Shared(writer=writer, http=HttpClient(), view=EmptyView())
         rec = Reconciler(owner=Owner("ns", "stuck", "uid-1"), shared=shared)
         loop = asyncio.ensure_future(rec.run(lambda: body, Never()))

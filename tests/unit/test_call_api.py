@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from directservice.publish.writer import WriteError, call_api
+from directservice.publish.apiclient import WriteError
+from directservice.publish.clientcall import call_api
 
 pytestmark = pytest.mark.unit
 

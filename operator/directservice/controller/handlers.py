@@ -46,6 +46,7 @@ from directservice.controller.runtime import Options, Runtime
 from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.obs import metrics
 from directservice.obs.logs import QuietSuccesses
+from directservice.publish.apiclient import ApiEndpoint
 from directservice.publish.render import Foreign, observe_service, observe_slice
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ async def run(options: Options) -> None:
             await runtime.elector.stop()  # a no-op after a graceful stop
         await runtime.health.close()
         await runtime.http.close()
+        await runtime.writer.api.close()
 
 
 async def _elect(runtime: Runtime) -> None:
@@ -195,6 +197,15 @@ async def login(
     info = await asyncio.to_thread(kopf.login_via_client, logger=logger, settings=settings)
     if info is None:
         return None
+    # The writes go as kopf's watches do, with the same credentials, renewed with them.
+    runtime_of(memo).writer.api.use(
+        ApiEndpoint(
+            server=info.server,
+            headers=info.as_http_headers(),
+            ssl_context=info.as_ssl_context(),
+            proxy=info.proxy_url,
+        )
+    )
     session = bounded_session(
         limit=connection_limit(len(runtime_of(memo).options.namespaces)),
         ssl_context=info.as_ssl_context(),

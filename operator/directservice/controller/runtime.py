@@ -15,9 +15,10 @@ from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
 from directservice.health.process import CheckerProcess
+from directservice.publish.clientcall import api_client
 from directservice.publish.leases import LeaseClient
 from directservice.publish.secrets import SecretReader
-from directservice.publish.writer import KubeWriter, api_client
+from directservice.publish.writer import KubeWriter
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Runtime:
         return cls(
             options=options,
             http=HttpClient(user_agent=agent),
-            writer=KubeWriter(api),
+            writer=KubeWriter(),  # credentials come with kopf's login (handlers.login)
             secrets=SecretReader(api),
             budgets=RateBudgets(defaults=options.config.rate_budgets),
             health=CheckerProcess(max_in_flight=options.config.health_checks_in_flight),

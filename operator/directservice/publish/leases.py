@@ -20,7 +20,8 @@ from kubernetes import client
 from directservice.api.names import GROUP
 from directservice.core.leases import LeaseRecord
 from directservice.obs.metrics import API_WRITES
-from directservice.publish.writer import WriteError, call_api
+from directservice.publish.apiclient import WriteError
+from directservice.publish.clientcall import call_api
 
 MEMBERS_ANNOTATION = f"{GROUP}/members"  # {identity: heartbeat, wall-clock seconds}
 LEASE_LABELS = {"app.kubernetes.io/managed-by": "directservice-operator"}

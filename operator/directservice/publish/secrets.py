@@ -23,7 +23,8 @@ from kubernetes import client
 
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
-from directservice.publish.writer import WriteError, call_api
+from directservice.publish.apiclient import WriteError
+from directservice.publish.clientcall import call_api
 
 # Matched whole (fullmatch: `$` would let a trailing newline through).
 NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
