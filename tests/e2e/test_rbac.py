@@ -338,7 +338,7 @@ def test_operator_publishes_and_cleans_up_with_the_charts_rbac_only(
         lambda: {e["reason"] for e in events_for(cp, WATCHED, name)} or None,
         10,
     )
-    assert "DiscoverySucceeded" in reasons
+    assert "EndpointsPublished" in reasons
     # The printer columns show what the operator wrote.
     row = cp.kubectl("get", "dsvc", name, "-n", WATCHED, "--no-headers").stdout.split()
     assert row[:4] == [name, "paiEas", "3", "3"]

@@ -59,10 +59,8 @@ def test_first_success(healthy: dict[str, Any]) -> None:
     assert status["lastSuccessfulSync"] == T0
     assert status["provider"] == "paiEas"
     assert status["observedGeneration"] == 1
-    assert [(e.type, e.reason) for e in events] == [
-        ("Normal", "DiscoverySucceeded"),
-        ("Normal", "EndpointsPublished"),
-    ]
+    # One Event for a new DirectService: Healthy appearing True says nothing Ready does not.
+    assert [(e.type, e.reason) for e in events] == [("Normal", "EndpointsPublished")]
 
 
 def test_first_success_without_ready_endpoints_is_not_ready() -> None:

@@ -216,7 +216,9 @@ def _optional_conditions(result: PollResult) -> list[tuple[str, tuple[str, str, 
 def _transition_events(
     conditions: Sequence[Mapping[str, Any]], new_conditions: Sequence[Mapping[str, Any]]
 ) -> list[EventSpec]:
-    """One Event per condition that turned, but for a bad-when-True one appearing False."""
+    """One Event per condition that turned. A condition appearing with good news says
+    nothing but Ready: a new DirectService posts one Event (EndpointsPublished), not one per
+    condition, which at a start-up of thousands is thousands of writes."""
     events: list[EventSpec] = []
     for new in new_conditions:
         old_cond = next((c for c in conditions if c.get("type") == new["type"]), None)
@@ -224,10 +226,10 @@ def _transition_events(
             new["status"],
             new["reason"],
         )
-        quiet_start = old_cond is None and new["type"] in BAD_WHEN_TRUE and new["status"] == "False"
+        # HealthPanic, Stale and Overloaded are bad news when True; the others when False.
+        bad = new["status"] == ("True" if new["type"] in BAD_WHEN_TRUE else "False")
+        quiet_start = old_cond is None and not bad and new["type"] != READY
         if transitioned and not quiet_start:
-            # HealthPanic, Stale and Overloaded are bad news when True; the others when False.
-            bad = new["status"] == ("True" if new["type"] in BAD_WHEN_TRUE else "False")
             events.append(
                 EventSpec(
                     "Warning" if bad else "Normal",
