@@ -17,7 +17,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
-from kubernetes.client import ApiClient
 
 from devenv.controlplane import ControlPlane
 from devenv.procs import free_port
@@ -33,7 +32,7 @@ from directservice.core.model import (
     SliceKey,
 )
 from directservice.discovery.credentials import read_keys
-from directservice.publish.apiclient import ApiEndpoint
+from directservice.publish.apiclient import ApiEndpoint, ApiTransport
 from directservice.publish.render import build_endpoint_slice, build_service
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter, WriteError
@@ -224,7 +223,7 @@ BINARY = b"\xff\xfe\x00TOPSECRET\x80\xc3"
 
 
 def test_secret_reader_decodes_only_the_keys_asked_for(
-    api_client: ApiClient, control_plane: ControlPlane, namespace: str
+    api_endpoint: ApiEndpoint, control_plane: ControlPlane, namespace: str
 ) -> None:
     data = {"token": b"hello-token", "keystore": BINARY}
     control_plane.request(
@@ -239,7 +238,7 @@ def test_secret_reader_decodes_only_the_keys_asked_for(
     )
 
     async def both() -> tuple[dict[str, str], DiscoveryError]:
-        reader = SecretReader(api_client)
+        reader = SecretReader(ApiTransport(api_endpoint))
         text = await read_keys(reader, namespace, "creds", ("token",))
         with pytest.raises(DiscoveryError) as info:
             await read_keys(reader, namespace, "creds", ("keystore",))
@@ -255,9 +254,9 @@ def test_secret_reader_decodes_only_the_keys_asked_for(
         assert leak not in shown
 
 
-def test_secret_reader_reports_a_missing_secret(api_client: ApiClient, namespace: str) -> None:
+def test_secret_reader_reports_a_missing_secret(api_endpoint: ApiEndpoint, namespace: str) -> None:
     async def read() -> None:
-        await read_keys(SecretReader(api_client), namespace, "absent", ("token",))
+        await read_keys(SecretReader(ApiTransport(api_endpoint)), namespace, "absent", ("token",))
 
     with pytest.raises(DiscoveryError) as info:
         run(read())

@@ -8,12 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from directservice.api.reasons import Reason
-from directservice.publish.apiclient import ApiEndpoint, ApiTransport, WriteError, finish_first
+from directservice.publish.apiclient import (
+    ApiEndpoint,
+    ApiTransport,
+    WriteError,
+    finish_first,
+    service_account_token_file,
+)
 from loopback import Handler, serve
 
 pytestmark = pytest.mark.unit
@@ -33,17 +40,29 @@ def test_the_latest_login_names_the_credentials_sent() -> None:
     async def scenario() -> None:
         async with serving(record) as server:
             api = ApiTransport()
-            with pytest.raises(WriteError) as info:  # before any login
-                await api.request("create x", "POST", "/x", body={})
-            assert info.value.reason == Reason.PUBLISH_UNAVAILABLE
+            early = asyncio.create_task(api.request("create x", "POST", "/x", body={}))
+            await asyncio.sleep(0)  # the call is made, and waits for a login
             api.use(ApiEndpoint(server, {"Authorization": "Bearer first"}))
-            await api.request("create x", "POST", "/x", body={})
+            await early
             api.use(ApiEndpoint(server, {"Authorization": "Bearer renewed"}))
             await api.request("create x", "POST", "/x", body={})
             await api.close()
 
     asyncio.run(scenario())
     assert seen == ["Bearer first", "Bearer renewed"]
+
+
+def test_a_call_without_a_login_fails_as_unavailable() -> None:
+    async def scenario() -> WriteError:
+        with pytest.raises(WriteError) as info:
+            await ApiTransport(login_wait=0).request("create x", "POST", "/x", body={})
+        return info.value
+
+    err = asyncio.run(scenario())
+    assert (err.reason, err.message) == (
+        Reason.PUBLISH_UNAVAILABLE,
+        "not logged in to the API server yet",
+    )
 
 
 def test_one_transport_serves_one_event_loop_after_another() -> None:
@@ -104,8 +123,8 @@ def test_a_cancelled_write_still_lands_and_the_cancel_comes_after() -> None:
 
             async def write() -> None:
                 kept.append(await finish_first(lambda: api.request("c", "POST", "/svc")))
-                await asyncio.sleep(0)  # the deferred cancel lands here
-                kept.append(b"never")
+                # No await suspends before this one: the deferred cancel stops it unsent.
+                kept.append(await finish_first(lambda: api.request("c", "POST", "/next")))
 
             task = asyncio.create_task(write())
             await arrived.wait()  # the write is at the server
@@ -140,3 +159,80 @@ def test_a_task_with_a_cancel_pending_sends_nothing() -> None:
 
     asyncio.run(scenario())
     assert started == []
+
+
+def test_a_refusal_under_a_cancel_still_reaches_the_caller_as_a_write_error() -> None:
+    async def scenario() -> list[int | None]:
+        arrived, release = asyncio.Event(), asyncio.Event()
+        seen: list[int | None] = []
+
+        async def conflict(request: web.Request) -> web.Response:
+            arrived.set()
+            await release.wait()
+            return web.json_response({"kind": "Status", "reason": "Conflict"}, status=409)
+
+        async with serving(conflict) as server:
+            api = ApiTransport(ApiEndpoint(server))
+
+            async def write() -> None:
+                try:
+                    await finish_first(lambda: api.request("update a", "PUT", "/a", body={}))
+                except WriteError as exc:
+                    seen.append(exc.status)
+                await asyncio.sleep(0)
+
+            task = asyncio.create_task(write())
+            await arrived.wait()
+            task.cancel()
+            release.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await api.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [409]
+
+
+def test_a_401_reads_the_rotated_service_account_token_and_sends_once_more(
+    tmp_path: Path,
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    seen: list[str] = []
+
+    async def only_the_current_token(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if request.headers.get("Authorization") != "Bearer rotated":
+            return web.json_response({"kind": "Status", "code": 401}, status=401)
+        return web.json_response({"ok": True})
+
+    async def scenario() -> tuple[bytes, WriteError]:
+        async with serving(only_the_current_token) as server:
+            assert service_account_token_file("first", str(token_file)) == str(token_file)
+            api = ApiTransport(
+                ApiEndpoint(server, {"Authorization": "Bearer first"}, token_file=str(token_file))
+            )
+            token_file.write_text("rotated\n")  # the kubelet's rotation
+            answer = await api.request("patch status", "PATCH", "/s", body={})
+            token_file.write_text("revoked\n")
+            seen.append("--")
+            await api.request("patch status", "PATCH", "/s", body={})  # still rotated: fine
+            stale = ApiTransport(ApiEndpoint(server, {"Authorization": "Bearer first"}))
+            with pytest.raises(WriteError) as info:  # no token file: refused as it is
+                await stale.request("patch status", "PATCH", "/s", body={})
+            await api.close()
+            await stale.close()
+        return answer, info.value
+
+    answer, refused = asyncio.run(scenario())
+    assert json.loads(answer) == {"ok": True}
+    assert seen == ["Bearer first", "Bearer rotated", "--", "Bearer rotated", "Bearer first"]
+    assert (refused.reason, refused.status) == (Reason.PUBLISH_API_ERROR, 401)
+
+
+def test_a_token_not_from_the_service_account_file_names_no_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("in-cluster\n")
+    assert service_account_token_file("from-a-kubeconfig", str(token_file)) is None
+    assert service_account_token_file(None, str(token_file)) is None
+    assert service_account_token_file("in-cluster", str(tmp_path / "absent")) is None

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
 
 from directservice.api.reasons import Reason
 from directservice.api.spec import SpecError
 from directservice.core.model import DiscoveryError
 from directservice.discovery import parse_spec, provider_for
 from directservice.discovery.httpclient import HttpClient
+from directservice.publish.apiclient import ApiEndpoint, ApiTransport
 from directservice.publish.secrets import SecretReader
 
 pytestmark = pytest.mark.unit
@@ -107,8 +107,7 @@ def test_providers_ask_for_secrets_in_their_own_namespace_only(kind: str) -> Non
 def test_the_secret_reader_refuses_what_is_not_a_name_before_any_request(
     namespace: str, name: str
 ) -> None:
-    api = ApiClient(Configuration(host=NOWHERE))
-    reader = SecretReader(api)
+    reader = SecretReader(ApiTransport(ApiEndpoint(NOWHERE)))
 
     with pytest.raises(DiscoveryError) as info:
         asyncio.run(reader(namespace, name))

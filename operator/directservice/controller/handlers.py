@@ -46,7 +46,7 @@ from directservice.controller.runtime import Options, Runtime
 from directservice.core.model import PublishedSlice, ServiceShape
 from directservice.obs import metrics
 from directservice.obs.logs import QuietSuccesses
-from directservice.publish.apiclient import ApiEndpoint
+from directservice.publish.apiclient import ApiEndpoint, service_account_token_file
 from directservice.publish.render import Foreign, observe_service, observe_slice
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ async def run(options: Options) -> None:
             await runtime.elector.stop()  # a no-op after a graceful stop
         await runtime.health.close()
         await runtime.http.close()
-        await runtime.writer.api.close()
+        await runtime.close_transports()
 
 
 async def _elect(runtime: Runtime) -> None:
@@ -197,13 +197,15 @@ async def login(
     info = await asyncio.to_thread(kopf.login_via_client, logger=logger, settings=settings)
     if info is None:
         return None
-    # The writes go as kopf's watches do, with the same credentials, renewed with them.
-    runtime_of(memo).writer.api.use(
+    # The operator's own calls go as kopf's watches do, with the same credentials.
+    token_file = await asyncio.to_thread(service_account_token_file, info.token)
+    runtime_of(memo).log_in(
         ApiEndpoint(
             server=info.server,
             headers=info.as_http_headers(),
             ssl_context=info.as_ssl_context(),
             proxy=info.proxy_url,
+            token_file=token_file,
         )
     )
     session = bounded_session(

@@ -15,7 +15,7 @@ from directservice.discovery.budget import RateBudgets
 from directservice.discovery.credentials import TokenCache
 from directservice.discovery.httpclient import HttpClient
 from directservice.health.process import CheckerProcess
-from directservice.publish.clientcall import api_client
+from directservice.publish.apiclient import ApiEndpoint, ApiTransport
 from directservice.publish.leases import LeaseClient
 from directservice.publish.secrets import SecretReader
 from directservice.publish.writer import KubeWriter
@@ -58,18 +58,22 @@ class Runtime:
     elector: Elector | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # kopf's stop flag
     election_task: asyncio.Task[None] | None = None
+    # The writes and Secret reads share one; Leases have their own connections, so a
+    # renewal never waits behind a burst of writes (publish/leases.py).
+    transports: tuple[ApiTransport, ...] = ()
 
     @classmethod
     def connect(cls, options: Options) -> Runtime:
         """Clients for the cluster the operator runs in (else the kubeconfig's)."""
-        api = api_client()
+        # Credentials come with kopf's login (handlers.login calls log_in).
+        api, lease_api = ApiTransport(), ApiTransport()
         election = options.election
         ownership = Ownership()
         elector = None
         if election is not None:
             ownership = Ownership(shards=election.shards, timing=election.timing)
             elector = Elector(
-                leases=LeaseClient(api, election.namespace),
+                leases=LeaseClient(lease_api, election.namespace),
                 ownership=ownership,
                 identity=election.identity,
                 name=election.lease_name,
@@ -82,10 +86,20 @@ class Runtime:
         return cls(
             options=options,
             http=HttpClient(user_agent=agent),
-            writer=KubeWriter(),  # credentials come with kopf's login (handlers.login)
+            writer=KubeWriter(api),
             secrets=SecretReader(api),
             budgets=RateBudgets(defaults=options.config.rate_budgets),
             health=CheckerProcess(max_in_flight=options.config.health_checks_in_flight),
             ownership=ownership,
             elector=elector,
+            transports=(api, lease_api),
         )
+
+    def log_in(self, endpoint: ApiEndpoint) -> None:
+        """Where and as whom every call goes, from kopf's (re-)login."""
+        for transport in self.transports:
+            transport.use(endpoint)
+
+    async def close_transports(self) -> None:
+        for transport in self.transports:
+            await transport.close()

@@ -14,6 +14,8 @@ becomes a WriteError with a condition reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -53,6 +55,31 @@ class ApiEndpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     ssl_context: ssl.SSLContext | None = None  # None: the system's trust, or plain http
     proxy: str | None = None
+    # A service account's token file, when the token came from it: the kubelet rotates the
+    # token there, and a call refused as 401 reads it again and is sent once more.
+    token_file: str | None = None
+
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def service_account_token_file(token: str | None, path: str = SERVICE_ACCOUNT_TOKEN) -> str | None:
+    """`path` if `token` is the one in it (an in-cluster login), else None. Blocking I/O."""
+    if not token:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            return path if file.read().strip() == token else None
+    except OSError:
+        return None
+
+
+def _read_token(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
 
 
 def refused(status: int, reason: str, body: bytes | str | None, what: str) -> WriteError:
@@ -97,14 +124,19 @@ class ApiTransport:
     """One aiohttp session per event loop, opened at the first call and reopened after
     `use` names new credentials."""
 
-    def __init__(self, endpoint: ApiEndpoint | None = None) -> None:
+    def __init__(self, endpoint: ApiEndpoint | None = None, login_wait: float = 30.0) -> None:
         self._endpoint = endpoint
         self._session: aiohttp.ClientSession | None = None
         self._opened_for: tuple[ApiEndpoint, asyncio.AbstractEventLoop] | None = None
+        # kopf logs in after its start-up handlers: a call made before (the election's first
+        # step) waits for the login this long, instead of failing.
+        self._login_wait = login_wait
+        self._logged_in = asyncio.Event()  # bound to a loop at its first wait, not here
 
     def use(self, endpoint: ApiEndpoint) -> None:
         """Credentials from a (re-)login; the next call opens a session with them."""
         self._endpoint = endpoint
+        self._logged_in.set()
 
     async def request(
         self,
@@ -117,25 +149,45 @@ class ApiTransport:
         content_type: str = JSON,
     ) -> bytes:
         """One call; returns the answer's body. Any failure is a WriteError."""
-        try:
-            session, endpoint = await self._session_now()
-            async with session.request(
-                method,
-                endpoint.server.rstrip("/") + path,
-                data=None if body is None else json.dumps(body, separators=(",", ":")),
-                params=params,
-                headers={"Content-Type": content_type, "Accept": JSON},
-                proxy=endpoint.proxy,
-                timeout=TIMEOUT,
-            ) as resp:
-                data = await resp.read()
-                if resp.status >= 400:
-                    raise refused(resp.status, resp.reason or "", data, what)
-                return data
-        except TRANSPORT_ERRORS as exc:
-            raise unreachable(exc, what) from None
+        payload = None if body is None else json.dumps(body, separators=(",", ":"))
+        renewed = False
+        while True:
+            try:
+                session, endpoint = await self._session_now()
+                async with session.request(
+                    method,
+                    endpoint.server.rstrip("/") + path,
+                    data=payload,
+                    params=params,
+                    headers={"Content-Type": content_type, "Accept": JSON},
+                    proxy=endpoint.proxy,
+                    timeout=TIMEOUT,
+                ) as resp:
+                    data, status, reason = await resp.read(), resp.status, resp.reason or ""
+            except TRANSPORT_ERRORS as exc:
+                raise unreachable(exc, what) from None
+            if status == 401 and not renewed and await self._renew_token(endpoint):
+                renewed = True
+                continue
+            if status >= 400:
+                raise refused(status, reason, data, what)
+            return data
+
+    async def _renew_token(self, endpoint: ApiEndpoint) -> bool:
+        """After a 401: a newer token in the service account's file, if there is one."""
+        if endpoint.token_file is None:
+            return False
+        token = await asyncio.to_thread(_read_token, endpoint.token_file)
+        if token is None or endpoint.headers.get("Authorization") == f"Bearer {token}":
+            return False
+        headers = dict(endpoint.headers, Authorization=f"Bearer {token}")
+        self.use(dataclasses.replace(endpoint, headers=headers))
+        return True
 
     async def _session_now(self) -> tuple[aiohttp.ClientSession, ApiEndpoint]:
+        if self._endpoint is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._logged_in.wait(), self._login_wait)
         endpoint = self._endpoint
         if endpoint is None:
             raise WriteError(Reason.PUBLISH_UNAVAILABLE, "not logged in to the API server yet")

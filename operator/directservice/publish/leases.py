@@ -2,8 +2,9 @@
 
 Every write carries the resourceVersion it read (create: none exists), so two replicas
 racing for one Lease end with one winner and one 409. A lost race is an answer, not an
-error: `write` returns None. Calls run in worker threads of their own: a renewal must not
-queue behind a burst of endpoint writes (a start-up sync), or the Lease lapses under load.
+error: `write` returns None. Calls go over a transport of their own (its own connections):
+a renewal must not queue behind a burst of endpoint writes (a start-up sync), or the Lease
+lapses under load.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from kubernetes import client
+from urllib.parse import quote
 
 from directservice.api.names import GROUP
 from directservice.core.leases import LeaseRecord
 from directservice.obs.metrics import API_WRITES
-from directservice.publish.apiclient import WriteError
-from directservice.publish.clientcall import call_api
+from directservice.publish.apiclient import ApiTransport, WriteError, finish_first
 
 MEMBERS_ANNOTATION = f"{GROUP}/members"  # {identity: heartbeat, wall-clock seconds}
 LEASE_LABELS = {"app.kubernetes.io/managed-by": "directservice-operator"}
@@ -68,21 +66,18 @@ def parse_lease(obj: Mapping[str, Any]) -> Lease:
 class LeaseClient:
     """The Leases of one operator deployment, in one namespace."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, threads: int = 4) -> None:
-        # Few threads: they share the client's connection pool (5 per core) with the writes.
-        self._api = client.CoordinationV1Api(api_client)
+    def __init__(self, api: ApiTransport, namespace: str) -> None:
+        self._api = api
         self.namespace = namespace
-        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lease")
+
+    def _path(self, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{quote(self.namespace)}/leases"
+        return f"{base}/{quote(name)}" if name else base
 
     async def read(self, name: str) -> Lease | None:
+        what, path = f"read Lease {name}", self._path(name)
         try:
-            data = await call_api(
-                f"read Lease {name}",
-                self._api.read_namespaced_lease,
-                name,
-                self.namespace,
-                executor=self._threads,
-            )
+            data = await finish_first(lambda: self._api.request(what, "GET", path))
         except WriteError as exc:
             if exc.status == 404:
                 return None
@@ -115,27 +110,14 @@ class LeaseClient:
             meta["annotations"] = {MEMBERS_ANNOTATION: json.dumps(dict(sorted(members.items())))}
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta}
         body["spec"] = spec
+        if current is None:
+            verb, what, method, path = "create", f"create Lease {name}", "POST", self._path()
+        else:
+            meta["resourceVersion"] = current.record.version
+            verb, what, method, path = "update", f"update Lease {name}", "PUT", self._path(name)
+        API_WRITES.labels("Lease", verb).inc()
         try:
-            if current is None:
-                API_WRITES.labels("Lease", "create").inc()
-                data = await call_api(
-                    f"create Lease {name}",
-                    self._api.create_namespaced_lease,
-                    self.namespace,
-                    body,
-                    executor=self._threads,
-                )
-            else:
-                meta["resourceVersion"] = current.record.version
-                API_WRITES.labels("Lease", "update").inc()
-                data = await call_api(
-                    f"update Lease {name}",
-                    self._api.replace_namespaced_lease,
-                    name,
-                    self.namespace,
-                    body,
-                    executor=self._threads,
-                )
+            data = await finish_first(lambda: self._api.request(what, method, path, body=body))
         except WriteError as exc:
             if exc.status == 409:  # someone else wrote (or created) it first
                 return None

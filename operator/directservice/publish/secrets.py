@@ -18,13 +18,11 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-
-from kubernetes import client
+from urllib.parse import quote
 
 from directservice.api.reasons import Reason
 from directservice.core.model import DiscoveryError
-from directservice.publish.apiclient import WriteError
-from directservice.publish.clientcall import call_api
+from directservice.publish.apiclient import ApiTransport, WriteError, finish_first
 
 # Matched whole (fullmatch: `$` would let a trailing newline through).
 NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
@@ -34,8 +32,8 @@ NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 class SecretReader:
     """(namespace, name) → the Secret's data as bytes; a discovery.credentials.SecretReader."""
 
-    def __init__(self, api_client: client.ApiClient, ttl: float = 60.0) -> None:
-        self._core = client.CoreV1Api(api_client)
+    def __init__(self, api: ApiTransport, ttl: float = 60.0) -> None:
+        self._api = api
         self._ttl = ttl
         self._cache: dict[tuple[str, str], tuple[float, Mapping[str, bytes]]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -65,12 +63,8 @@ class SecretReader:
     async def _fetch(self, namespace: str, name: str) -> Mapping[str, bytes]:
         what = f"Secret {namespace}/{name}"
         try:
-            data = await call_api(
-                f"read {what}",
-                self._core.read_namespaced_secret,
-                name,
-                namespace,
-            )
+            path = f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}"
+            data = await finish_first(lambda: self._api.request(f"read {what}", "GET", path))
         except WriteError as exc:
             if exc.status == 404:
                 raise DiscoveryError(Reason.SECRET_NOT_FOUND, f"{what} does not exist") from None
