@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -105,37 +107,41 @@ def test_an_error_status_is_refused_with_the_servers_message() -> None:
     assert err.message == "create Service web: rejected as invalid: spec.port: Invalid"
 
 
-def test_a_cancelled_write_still_lands_and_the_cancel_comes_after() -> None:
+async def cancelled_at_the_server(
+    status: int, answer: dict[str, Any], write: Callable[[ApiTransport], Awaitable[None]]
+) -> list[str]:
+    """Run `write` in a task, cancel it while its request is held at the server, then let
+    the server answer. Returns the paths of the requests that reached the server."""
+    arrived, release = asyncio.Event(), asyncio.Event()
     landed: list[str] = []
 
-    async def scenario() -> list[bytes]:
-        arrived, release = asyncio.Event(), asyncio.Event()
+    async def held(request: web.Request) -> web.Response:
+        landed.append(request.path)
+        arrived.set()
+        await release.wait()
+        return web.json_response(answer, status=status)
 
-        async def slow(request: web.Request) -> web.Response:
-            arrived.set()
-            await release.wait()
-            landed.append(request.path)
-            return web.json_response({"metadata": {"name": "web"}})
+    async with serving(held) as server:
+        api = ApiTransport(ApiEndpoint(server))
+        task = asyncio.create_task(write(api))
+        await arrived.wait()  # the write is at the server
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await api.close()
+    return landed
 
-        kept: list[bytes] = []
-        async with serving(slow) as server:
-            api = ApiTransport(ApiEndpoint(server))
 
-            async def write() -> None:
-                kept.append(await finish_first(lambda: api.request("c", "POST", "/svc")))
-                # No await suspends before this one: the deferred cancel stops it unsent.
-                kept.append(await finish_first(lambda: api.request("c", "POST", "/next")))
+def test_a_cancelled_write_still_lands_and_the_cancel_comes_after() -> None:
+    kept: list[bytes] = []
 
-            task = asyncio.create_task(write())
-            await arrived.wait()  # the write is at the server
-            task.cancel()
-            release.set()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await api.close()
-        return kept
+    async def write(api: ApiTransport) -> None:
+        kept.append(await finish_first(lambda: api.request("c", "POST", "/svc")))
+        # No await suspends before this one: the deferred cancel stops it unsent.
+        kept.append(await finish_first(lambda: api.request("c", "POST", "/next")))
 
-    kept = asyncio.run(scenario())
+    landed = asyncio.run(cancelled_at_the_server(200, {"metadata": {"name": "web"}}, write))
     assert landed == ["/svc"]
     assert [json.loads(k) for k in kept] == [{"metadata": {"name": "web"}}]
 
@@ -162,35 +168,17 @@ def test_a_task_with_a_cancel_pending_sends_nothing() -> None:
 
 
 def test_a_refusal_under_a_cancel_still_reaches_the_caller_as_a_write_error() -> None:
-    async def scenario() -> list[int | None]:
-        arrived, release = asyncio.Event(), asyncio.Event()
-        seen: list[int | None] = []
+    seen: list[int | None] = []
 
-        async def conflict(request: web.Request) -> web.Response:
-            arrived.set()
-            await release.wait()
-            return web.json_response({"kind": "Status", "reason": "Conflict"}, status=409)
+    async def write(api: ApiTransport) -> None:
+        try:
+            await finish_first(lambda: api.request("update a", "PUT", "/a", body={}))
+        except WriteError as exc:
+            seen.append(exc.status)
+        await asyncio.sleep(0)  # the deferred cancel lands here
 
-        async with serving(conflict) as server:
-            api = ApiTransport(ApiEndpoint(server))
-
-            async def write() -> None:
-                try:
-                    await finish_first(lambda: api.request("update a", "PUT", "/a", body={}))
-                except WriteError as exc:
-                    seen.append(exc.status)
-                await asyncio.sleep(0)
-
-            task = asyncio.create_task(write())
-            await arrived.wait()
-            task.cancel()
-            release.set()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await api.close()
-        return seen
-
-    assert asyncio.run(scenario()) == [409]
+    asyncio.run(cancelled_at_the_server(409, {"kind": "Status", "reason": "Conflict"}, write))
+    assert seen == [409]
 
 
 def test_a_401_reads_the_rotated_service_account_token_and_sends_once_more(
