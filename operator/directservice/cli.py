@@ -84,7 +84,10 @@ def _election(args: argparse.Namespace) -> Election | None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from directservice.controller import handlers
+    from directservice.controller.clientless import without_client_libraries
+
+    with without_client_libraries():  # kopf would load the kubernetes client (17 MiB)
+        from directservice.controller import handlers
     from directservice.controller.runtime import Options
     from directservice.obs import logs, metrics
 

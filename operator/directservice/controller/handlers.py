@@ -40,6 +40,7 @@ from directservice.api.names import (
 from directservice.controller.apisession import bounded_session, connection_limit
 from directservice.controller.heap import keep_heap_frozen
 from directservice.controller.kopfpatch import drop_managed_fields, notify_on_change_only
+from directservice.controller.login import log_in
 from directservice.controller.looplag import GcPauses, sample_loop_lag
 from directservice.controller.reconciler import Reconciler, Shared
 from directservice.controller.runtime import Options, Runtime
@@ -192,9 +193,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def login(
     *, logger: kopf.Logger, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any
 ) -> kopf.AiohttpSession | None:
-    """kopf's own login (in-cluster, else the kubeconfig), on a session whose connection
+    """In-cluster, else the kubeconfig (controller/login.py), on a session whose connection
     pool is bounded (controller/apisession.py)."""
-    info = await asyncio.to_thread(kopf.login_via_client, logger=logger, settings=settings)
+    info = await asyncio.to_thread(log_in, logger=logger, settings=settings)
     if info is None:
         return None
     # The operator's own calls go as kopf's watches do, with the same credentials.
