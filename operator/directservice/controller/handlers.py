@@ -51,7 +51,7 @@ from directservice.publish.apiclient import ApiEndpoint, service_account_token_f
 from directservice.publish.render import Foreign, observe_service, observe_slice
 
 log = logging.getLogger(__name__)
-WORKER_IDLE_TIMEOUT = 0.5  # s; above kopf's batch window (0.1 s), which it must outlast
+WORKER_IDLE_TIMEOUT = 0.5  # s; longer than kopf's batch window (0.1 s): a burst is one worker's
 
 SliceIndex = kopf.Index[tuple[str | None, str], PublishedSlice | Foreign]
 ServiceIndex = kopf.Index[tuple[str | None, str], ServiceShape | Foreign]
